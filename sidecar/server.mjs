@@ -1,0 +1,272 @@
+// timestep sidecar: hosts one PGlite database and serves it over length-prefixed
+// MessagePack frames on stdin/stdout (its parent) and, optionally, a unix socket
+// (other processes sharing the same data directory). It runs the SQL it is sent and
+// nothing else. Values travel as PostgreSQL text; Python parses them.
+//
+//   node server.mjs --data-dir DIR [--socket PATH]   serve a database on disk
+//   node server.mjs --memory [--template FILE]       serve an in-memory database
+//   node server.mjs --make-template FILE             write a fresh data dir as .tgz
+//
+// It exits when stdin closes (its parent died or let go), so it never outlives it.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+let encodeFrame, FrameReader, decode;
+
+function arg(name) {
+  const at = process.argv.indexOf(name);
+  return at === -1 ? undefined : process.argv[at + 1];
+}
+
+/** Write one frame to stdout and exit: the only way to report a startup failure. */
+function failStartup(message, code = 'startup') {
+  const body = { type: 'error', id: 0, code, message };
+  if (encodeFrame) {
+    process.stdout.write(encodeFrame(body), () => process.exit(1));
+  } else {
+    // The MessagePack library itself is missing: hand-encode a minimal map.
+    process.stdout.write(tinyErrorFrame(body), () => process.exit(1));
+  }
+}
+
+function tinyErrorFrame({ type, id, code, message }) {
+  // A fixmap of 4 entries, strings as str32, id as a positive fixint: valid MessagePack.
+  const str = (s) => {
+    const bytes = Buffer.from(s, 'utf8');
+    const head = Buffer.alloc(5);
+    head[0] = 0xdb;
+    head.writeUInt32BE(bytes.length, 1);
+    return [head, bytes];
+  };
+  const body = Buffer.concat([
+    Buffer.from([0x84]),
+    ...str('type'), ...str(type), ...str('id'), Buffer.from([id & 0x7f]),
+    ...str('code'), ...str(code), ...str('message'), ...str(message),
+  ]);
+  const frame = Buffer.alloc(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  return frame;
+}
+
+async function loadModules() {
+  try {
+    ({ encodeFrame, FrameReader } = await import('./frames.mjs'));
+    ({ decode } = await import('@msgpack/msgpack'));
+  } catch (err) {
+    failStartup(`cannot load @msgpack/msgpack (${err.message}); run \`npm ci\` in the timestep checkout`);
+    return null;
+  }
+  try {
+    return await import('@electric-sql/pglite');
+  } catch (err) {
+    failStartup(`cannot find @electric-sql/pglite (${err.message}); run \`npm ci\` in the timestep checkout`);
+    return null;
+  }
+}
+
+function pgliteVersion() {
+  try {
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    for (let dir = here; ; dir = path.dirname(dir)) {
+      const file = path.join(dir, 'node_modules', '@electric-sql', 'pglite', 'package.json');
+      if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')).version;
+      if (path.dirname(dir) === dir) return 'unknown';
+    }
+  } catch {
+    return 'unknown';
+  }
+}
+
+function errorReply(id, err, index) {
+  const reply = { type: 'error', id, code: err?.code || 'internal', message: String(err?.message ?? err) };
+  if (err?.detail) reply.detail = err.detail;
+  if (err?.hint) reply.hint = err.hint;
+  if (index !== undefined) reply.index = index;
+  return reply;
+}
+
+async function makeTemplate(PGlite, out) {
+  const pg = new PGlite();
+  await pg.waitReady;
+  const dump = await pg.dumpDataDir('gzip');
+  await pg.close();
+  const tmp = `${out}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, new Uint8Array(await dump.arrayBuffer()));
+  fs.renameSync(tmp, out);
+}
+
+async function openDatabase(PGlite) {
+  const dataDir = arg('--data-dir');
+  const template = arg('--template');
+  const options = { relaxedDurability: false };
+  if (dataDir) {
+    options.dataDir = dataDir;
+  } else if (template) {
+    options.loadDataDir = new Blob([fs.readFileSync(template)]);
+  }
+  const pg = new PGlite(options);
+  await pg.waitReady;
+  return pg;
+}
+
+/** Serve frames from `input`, replying on `output`, until `input` ends. */
+function serve(pg, options, input, output, onEnd) {
+  const reader = new FrameReader();
+  const send = (message) => {
+    if (!output.destroyed) output.write(encodeFrame(message));
+  };
+  const queryOptions = (types) => ({ rowMode: 'array', paramTypes: types });
+  const resultReply = (id, result) => ({
+    type: 'result',
+    id,
+    names: result.fields.map((f) => f.name),
+    types: result.fields.map((f) => f.dataTypeID),
+    rows: result.rows,
+    affected: affectedOf(result),
+  });
+
+  async function handle(request) {
+    const { id } = request;
+    try {
+      switch (request.type) {
+        case 'query': {
+          const result = await pg.query(request.sql, request.params, queryOptions(request.types));
+          return send(resultReply(id, result));
+        }
+        case 'exec': {
+          const results = await pg.exec(request.sql, queryOptions(undefined));
+          const last = results.at(-1) ?? { fields: [], rows: [] };
+          return send({ ...resultReply(id, last), affected: results.reduce((n, r) => n + affectedOf(r), 0) });
+        }
+        case 'batch': {
+          let failedAt;
+          const affected = await pg.transaction(async (tx) => {
+            const counts = [];
+            for (const [index, [sql, params, types]] of request.statements.entries()) {
+              failedAt = index;
+              counts.push(affectedOf(await tx.query(sql, params, queryOptions(types))));
+            }
+            failedAt = undefined;
+            return counts;
+          }).catch((err) => {
+            err.statementIndex = failedAt;
+            throw err;
+          });
+          return send({ type: 'batch_result', id, affected });
+        }
+        case 'close':
+          send({ type: 'closed', id });
+          return options.onClose(output);
+        default:
+          return send(errorReply(id, { code: 'protocol', message: `unknown request type ${request.type}` }));
+      }
+    } catch (err) {
+      send(errorReply(id, err, err?.statementIndex));
+    }
+  }
+
+  input.on('data', (chunk) => {
+    let bodies;
+    try {
+      bodies = reader.feed(chunk);
+    } catch (err) {
+      send(errorReply(0, { code: 'protocol', message: err.message }));
+      input.destroy();
+      return;
+    }
+    for (const body of bodies) {
+      let request;
+      try {
+        request = decode(body);
+      } catch (err) {
+        send(errorReply(0, { code: 'protocol', message: `undecodable frame: ${err.message}` }));
+        continue;
+      }
+      // Dispatched at once: PGlite queues them and runs one at a time, in order.
+      handle(request);
+    }
+  });
+  input.on('end', onEnd);
+  input.on('error', onEnd);
+}
+
+/** Rows affected, counted the way libpq does: rows returned for statements that return rows. */
+function affectedOf(result) {
+  if (result.fields && result.fields.length) return result.rows.length;
+  return result.affectedRows ?? 0;
+}
+
+async function main() {
+  const pglite = await loadModules();
+  if (!pglite) return;
+  const { PGlite } = pglite;
+
+  const templateOut = arg('--make-template');
+  if (templateOut) {
+    try {
+      await makeTemplate(PGlite, templateOut);
+      process.exit(0);
+    } catch (err) {
+      failStartup(`cannot create the PGlite template: ${err?.message ?? err}`);
+    }
+    return;
+  }
+
+  let pg;
+  try {
+    pg = await openDatabase(PGlite);
+  } catch (err) {
+    const where = arg('--data-dir') ? ` in ${arg('--data-dir')}` : '';
+    failStartup(`PGlite could not open the database${where}: ${err?.message ?? err}`);
+    return;
+  }
+
+  // Values travel as PostgreSQL text both ways: turn off PGlite's own parsing and
+  // serializing for every type it knows (set once; per-query options cost ~1 ms each).
+  const identity = (value) => value;
+  for (const { oid } of (await pg.query('SELECT oid::int4 AS oid FROM pg_type')).rows) {
+    pg.parsers[oid] = identity;
+    pg.serializers[oid] = identity;
+  }
+
+  let shuttingDown = false;
+  let server;
+  async function shutdown(code = 0) {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    server?.close();
+    try {
+      await pg.close();
+    } finally {
+      process.exit(code);
+    }
+  }
+
+  const ready = { type: 'ready', id: 0, pid: process.pid, node: process.version, pglite: pgliteVersion() };
+  const options = { onClose: (output) => (output === process.stdout ? shutdown(0) : output.end()) };
+
+  const socketPath = arg('--socket');
+  if (socketPath) {
+    fs.rmSync(socketPath, { force: true }); // stale: our parent holds the directory lock
+    process.umask(0o077);
+    server = net.createServer((conn) => {
+      conn.write(encodeFrame(ready));
+      serve(pg, options, conn, conn, () => conn.destroy());
+    });
+    await new Promise((resolve, reject) => server.listen(socketPath, resolve).once('error', reject));
+    fs.chmodSync(socketPath, 0o600);
+  }
+
+  process.stdout.on('error', () => shutdown(0)); // parent gone
+  serve(pg, options, process.stdin, process.stdout, () => shutdown(0));
+  process.stdout.write(encodeFrame(ready));
+}
+
+process.on('unhandledRejection', (err) => {
+  process.stderr.write(`sidecar: unhandled rejection: ${err?.stack ?? err}\n`);
+});
+
+main().catch((err) => failStartup(`sidecar failed: ${err?.stack ?? err}`, 'internal'));

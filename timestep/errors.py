@@ -1,0 +1,148 @@
+"""Typed errors raised by timestep. Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class TimestepError(Exception):
+    """Base class of every error timestep raises."""
+
+
+class StoreError(TimestepError):
+    """The storage layer could not do what was asked."""
+
+
+class StoreClosed(StoreError):
+    """The store was used after `aclose()`."""
+
+
+class InvalidParameter(StoreError, ValueError):
+    """A query parameter cannot be stored (a NUL in text, an unsupported type); nothing was sent."""
+
+
+class ConnectionFailed(StoreError):
+    """PostgreSQL could not be reached."""
+
+
+class DatabaseError(StoreError):
+    """The database refused a statement. Carries the SQLSTATE code and the server's message."""
+
+    def __init__(
+        self,
+        sqlstate: str,
+        message: str,
+        *,
+        detail: str | None = None,
+        hint: str | None = None,
+        statement_index: int | None = None,
+    ) -> None:
+        self.sqlstate = sqlstate
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+        self.statement_index = statement_index
+        text = f"[{sqlstate}] {message}"
+        if detail:
+            text += f" (detail: {detail})"
+        if hint:
+            text += f" (hint: {hint})"
+        if statement_index is not None:
+            text += f" (statement {statement_index} of the batch; the whole batch was rolled back)"
+        super().__init__(text)
+
+
+class IntegrityError(DatabaseError):
+    """SQLSTATE class 23: a constraint was violated."""
+
+
+class UniqueViolation(IntegrityError):
+    """SQLSTATE 23505."""
+
+
+class ForeignKeyViolation(IntegrityError):
+    """SQLSTATE 23503."""
+
+
+class NotNullViolation(IntegrityError):
+    """SQLSTATE 23502."""
+
+
+class CheckViolation(IntegrityError):
+    """SQLSTATE 23514."""
+
+
+class DataError(DatabaseError):
+    """SQLSTATE class 22: a value is out of range or malformed."""
+
+
+class ProgrammingError(DatabaseError):
+    """SQLSTATE class 42: the SQL itself is wrong (syntax, unknown table or column)."""
+
+
+class SQLSyntaxError(ProgrammingError):
+    """SQLSTATE 42601."""
+
+
+class UndefinedTable(ProgrammingError):
+    """SQLSTATE 42P01."""
+
+
+class UndefinedColumn(ProgrammingError):
+    """SQLSTATE 42703."""
+
+
+class TransactionRollback(DatabaseError):
+    """SQLSTATE class 40: serialization failure or deadlock; retrying may succeed."""
+
+
+_BY_CODE: dict[str, type[DatabaseError]] = {
+    "23505": UniqueViolation,
+    "23503": ForeignKeyViolation,
+    "23502": NotNullViolation,
+    "23514": CheckViolation,
+    "42601": SQLSyntaxError,
+    "42P01": UndefinedTable,
+    "42703": UndefinedColumn,
+}
+_BY_CLASS: dict[str, type[DatabaseError]] = {
+    "23": IntegrityError,
+    "22": DataError,
+    "42": ProgrammingError,
+    "40": TransactionRollback,
+}
+
+
+def database_error(
+    sqlstate: str,
+    message: str,
+    *,
+    detail: str | None = None,
+    hint: str | None = None,
+    statement_index: int | None = None,
+) -> DatabaseError:
+    """Build the most specific `DatabaseError` subclass for a SQLSTATE code."""
+    cls = _BY_CODE.get(sqlstate) or _BY_CLASS.get(sqlstate[:2], DatabaseError)
+    return cls(sqlstate, message, detail=detail, hint=hint, statement_index=statement_index)
+
+
+class SidecarError(StoreError):
+    """The embedded PGlite sidecar (a Node.js child process) failed."""
+
+
+class NodeNotFound(SidecarError):
+    """No usable Node.js (>= 20) runtime was found to host PGlite."""
+
+
+class SidecarStartFailed(SidecarError):
+    """The sidecar could not open the database; the message carries the real cause."""
+
+
+class DataDirIncompatible(SidecarStartFailed):
+    """The PGlite data directory was made by an incompatible PostgreSQL version."""
+
+
+class DataDirLocked(SidecarError):
+    """Another process holds the PGlite data directory and could not be shared."""
+
+
+class SidecarCrashed(SidecarError):
+    """The sidecar died while requests were in flight; the next request starts a new one."""

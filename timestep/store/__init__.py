@@ -1,0 +1,54 @@
+"""The storage engine: one async `Store` API over PostgreSQL or embedded PGlite."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import StoreError
+from .base import Statement, Store
+from .datadir import default_pglite_dir
+from .pglite import PGliteStore
+from .postgres import PostgresStore
+from .schema import migrate
+
+__all__ = ["Statement", "Store", "open_store"]
+
+MEMORY_URI = "memory://"
+
+
+class ConfigurationError(StoreError, ValueError):
+    """The arguments to `open_store` do not name a store timestep can open."""
+
+
+async def open_store(
+    uri: str | None = None, *, pglite_path: str | os.PathLike[str] | None = None
+) -> Store:
+    """Open a store and bring its tables up to date.
+
+    - `uri` (else PG_CONNECTION_URI) `postgresql://...`: that PostgreSQL server;
+    - `memory://`: a new in-memory PGlite, gone when closed;
+    - otherwise PGlite in `pglite_path`, else TIMESTEP_PGLITE_DIR, else the user data dir.
+    An explicit `pglite_path` wins over PG_CONNECTION_URI.
+    """
+    if uri is None and pglite_path is None:
+        uri = os.environ.get("PG_CONNECTION_URI") or None
+    if uri is not None and pglite_path is not None:
+        raise ConfigurationError("give either uri or pglite_path, not both")
+    store: Store
+    if uri is None:
+        store = PGliteStore.for_directory(pglite_path or default_pglite_dir())
+    elif uri == MEMORY_URI:
+        store = PGliteStore.in_memory()
+    elif uri.startswith(("postgresql://", "postgres://")):
+        store = PostgresStore(uri)
+    else:
+        raise ConfigurationError(
+            f"cannot open {uri!r}: use a postgresql:// URI, {MEMORY_URI!r}, or no URI for the "
+            "embedded PGlite"
+        )
+    try:
+        await migrate(store)
+    except BaseException:
+        await store.aclose()
+        raise
+    return store

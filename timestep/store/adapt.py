@@ -1,0 +1,84 @@
+"""One type system for both backends: psycopg's adapters, shared by PostgreSQL and PGlite.
+
+PostgreSQL connections use `ADAPTERS` directly. For PGlite, the sidecar moves values as
+PostgreSQL text: `dump_params` turns Python values into text plus type OIDs with the same
+dumpers psycopg would use, and `RowDecoder` parses result text with psycopg's loaders. So a
+value reads back as the same Python object whichever backend stored it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.adapt import AdaptersMap, Dumper, PyFormat, Transformer
+from psycopg.pq import Format
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
+
+from ..errors import InvalidParameter
+
+
+class _HexByteaDumper(Dumper):
+    """bytes as bytea hex text (`\\x00ff`), valid as a bind parameter on any server."""
+
+    oid = 17
+    format = Format.TEXT
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\\x" + bytes(obj).hex().encode()
+
+
+def _make_adapters() -> AdaptersMap:
+    adapters = AdaptersMap(psycopg.adapters)
+    set_json_dumps(msgspec.json.encode, adapters)
+    set_json_loads(msgspec.json.decode, adapters)
+    # dict and list are stored as jsonb (read back as dict / list), on both backends.
+    for fmt in (PyFormat.TEXT, PyFormat.BINARY):
+        jsonb_dumper = adapters.get_dumper(Jsonb, fmt)
+        adapters.register_dumper(dict, jsonb_dumper)
+        adapters.register_dumper(list, jsonb_dumper)
+    for cls in (bytes, bytearray, memoryview):
+        adapters.register_dumper(cls, _HexByteaDumper)
+    return adapters
+
+
+ADAPTERS = _make_adapters()
+
+
+def check_params(params: Sequence[Any]) -> None:
+    """Refuse values PostgreSQL cannot store, before anything is sent."""
+    for index, value in enumerate(params):
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidParameter(
+                f"parameter ${index + 1} contains a NUL character (\\x00), which PostgreSQL "
+                "text cannot hold; strip it, or store the value as bytes (bytea)"
+            )
+
+
+def dump_params(params: Sequence[Any]) -> tuple[list[str | None], list[int]]:
+    """Python values -> (PostgreSQL text of each value, type OID of each; 0 lets the server infer)."""
+    if not params:
+        return [], []
+    check_params(params)
+    transformer = Transformer(ADAPTERS)
+    try:
+        dumped = transformer.dump_sequence(params, [PyFormat.TEXT] * len(params))
+    except (psycopg.ProgrammingError, psycopg.DataError, TypeError) as exc:
+        raise InvalidParameter(f"cannot send a query parameter: {exc}") from exc
+    texts = [None if value is None else bytes(value).decode() for value in dumped]
+    return texts, list(transformer.types)
+
+
+class RowDecoder:
+    """Parses rows of PostgreSQL text values for a given list of column type OIDs."""
+
+    def __init__(self, type_oids: Sequence[int]) -> None:
+        self._transformer = Transformer(ADAPTERS)
+        self._transformer.set_loader_types(list(type_oids), Format.TEXT)
+
+    def decode(self, row: Sequence[str | None]) -> tuple[Any, ...]:
+        return self._transformer.load_sequence(
+            [None if value is None else value.encode() for value in row]
+        )

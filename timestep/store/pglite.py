@@ -1,0 +1,123 @@
+"""The embedded backend: PGlite in a Node.js sidecar (see sidecar.py), one per data directory."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import SidecarError, database_error
+from . import protocol
+from .adapt import RowDecoder, dump_params
+from .base import Statement, Store
+from .datadir import DataDir
+from .sidecar import Sidecar
+
+_shared: dict[str, tuple[Sidecar, int]] = {}  # data dir -> (sidecar, stores using it)
+_shared_lock = threading.Lock()
+
+
+def _acquire(data_dir: DataDir) -> Sidecar:
+    key = str(data_dir.root)
+    with _shared_lock:
+        sidecar, users = _shared.get(key, (None, 0))
+        if sidecar is None:
+            sidecar = Sidecar(data_dir)
+        _shared[key] = (sidecar, users + 1)
+        return sidecar
+
+
+def _release(sidecar: Sidecar) -> bool:
+    """Drop one user; True when it was the last in this process."""
+    key = sidecar.location
+    with _shared_lock:
+        current, users = _shared.get(key, (None, 0))
+        if current is not sidecar:
+            return True
+        if users > 1:
+            _shared[key] = (sidecar, users - 1)
+            return False
+        del _shared[key]
+        return True
+
+
+class PGliteStore(Store):
+    """A store on embedded PGlite. Stores on the same directory in one process share a sidecar."""
+
+    backend = "pglite"
+
+    def __init__(self, sidecar: Sidecar, *, shared: bool) -> None:
+        super().__init__()
+        self._sidecar = sidecar
+        self._shared = shared
+
+    @classmethod
+    def for_directory(cls, path: str | os.PathLike[str]) -> PGliteStore:
+        return cls(_acquire(DataDir(path)), shared=True)
+
+    @classmethod
+    def in_memory(cls) -> PGliteStore:
+        return cls(Sidecar(None), shared=False)
+
+    @property
+    def location(self) -> str:
+        return self._sidecar.location
+
+    @property
+    def sidecar(self) -> Sidecar:
+        return self._sidecar
+
+    async def _request(self, build: Any) -> protocol.Reply:
+        self._check_open()
+        reply = await self._sidecar.request(build)
+        if isinstance(reply, protocol.Error):
+            if len(reply.code) == 5:  # a SQLSTATE
+                raise database_error(
+                    reply.code,
+                    reply.message,
+                    detail=reply.detail,
+                    hint=reply.hint,
+                    statement_index=reply.index,
+                )
+            raise SidecarError(f"the sidecar refused a request ({reply.code}): {reply.message}")
+        return reply
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> protocol.Result:
+        texts, types = dump_params(params)
+        reply = await self._request(
+            lambda request_id: protocol.Query(id=request_id, sql=sql, params=texts, types=types)
+        )
+        assert isinstance(reply, protocol.Result)
+        return reply
+
+    async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        result = await self._query(sql, params)
+        if not result.rows:
+            return []
+        decoder = RowDecoder(result.types)
+        names = result.names
+        return [dict(zip(names, decoder.decode(row))) for row in result.rows]
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        return (await self._query(sql, params)).affected
+
+    async def execute_batch(self, statements: Iterable[Statement]) -> list[int]:
+        encoded = []
+        for sql, params in statements:
+            texts, types = dump_params(tuple(params))
+            encoded.append(protocol.Statement(sql=sql, params=texts, types=types))
+        if not encoded:
+            return []
+        reply = await self._request(
+            lambda request_id: protocol.Batch(id=request_id, statements=encoded)
+        )
+        assert isinstance(reply, protocol.BatchResult)
+        return reply.affected
+
+    async def execute_script(self, sql: str) -> None:
+        await self._request(lambda request_id: protocol.Exec(id=request_id, sql=sql))
+
+    async def _close(self) -> None:
+        if not self._shared or _release(self._sidecar):
+            await self._sidecar.aclose()

@@ -1,0 +1,141 @@
+"""The sidecar wire protocol: 4-byte big-endian length, then a MessagePack body.
+
+Every message is a `msgspec.Struct` tagged by its `type` field. Requests carry an `id`
+chosen by the client; the reply to a request carries the same `id`. Values travel as
+PostgreSQL text (see `adapt.py`), so the sidecar never interprets them.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30  # 1 GiB; PostgreSQL's own limit for one value is the same.
+
+
+class Statement(msgspec.Struct, array_like=True):
+    sql: str
+    params: list[str | None]
+    types: list[int]
+
+
+# Requests (Python -> sidecar)
+
+
+class Query(msgspec.Struct, tag="query", tag_field="type"):
+    id: int
+    sql: str
+    params: list[str | None]
+    types: list[int]
+
+
+class Exec(msgspec.Struct, tag="exec", tag_field="type"):
+    """Many statements, no parameters (simple query protocol)."""
+
+    id: int
+    sql: str
+
+
+class Batch(msgspec.Struct, tag="batch", tag_field="type"):
+    """Statements run in order in one transaction: all or nothing."""
+
+    id: int
+    statements: list[Statement]
+
+
+class Close(msgspec.Struct, tag="close", tag_field="type"):
+    id: int
+
+
+Request = Query | Exec | Batch | Close
+
+
+# Replies (sidecar -> Python)
+
+
+class Ready(msgspec.Struct, tag="ready", tag_field="type"):
+    id: int
+    pid: int
+    node: str
+    pglite: str
+
+
+class Result(msgspec.Struct, tag="result", tag_field="type"):
+    id: int
+    names: list[str]
+    types: list[int]
+    rows: list[list[str | None]]
+    affected: int
+
+
+class BatchResult(msgspec.Struct, tag="batch_result", tag_field="type"):
+    id: int
+    affected: list[int]
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type"):
+    """`code` is a SQLSTATE for SQL errors, or `startup` / `protocol` / `internal`."""
+
+    id: int
+    code: str
+    message: str
+    detail: str | None = None
+    hint: str | None = None
+    index: int | None = None
+
+
+class Closed(msgspec.Struct, tag="closed", tag_field="type"):
+    id: int
+
+
+Reply = Ready | Result | BatchResult | Error | Closed
+
+_encoder = msgspec.msgpack.Encoder()
+_reply_decoder = msgspec.msgpack.Decoder(Reply)
+_request_decoder = msgspec.msgpack.Decoder(Request)
+
+
+def encode_frame(message: Request | Reply) -> bytes:
+    """One message as a length-prefixed frame."""
+    body = _encoder.encode(message)
+    return HEADER.pack(len(body)) + body
+
+
+def decode_reply(body: bytes | memoryview) -> Reply:
+    return _reply_decoder.decode(body)
+
+
+def decode_request(body: bytes | memoryview) -> Request:
+    return _request_decoder.decode(body)
+
+
+class FrameReader:
+    """Reassembles frames from a byte stream split at arbitrary boundaries."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes; return the bodies of every frame now complete, in order."""
+        self._buffer += data
+        bodies: list[bytes] = []
+        start = 0
+        while len(self._buffer) - start >= HEADER.size:
+            (length,) = HEADER.unpack_from(self._buffer, start)
+            if length > MAX_FRAME:
+                raise ValueError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
+            end = start + HEADER.size + length
+            if end > len(self._buffer):
+                break
+            bodies.append(bytes(self._buffer[start + HEADER.size : end]))
+            start = end
+        if start:
+            del self._buffer[:start]
+        return bodies
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that do not yet make a whole frame."""
+        return len(self._buffer)

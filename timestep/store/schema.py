@@ -1,0 +1,74 @@
+"""Versioned migrations, recorded in `timestep_schema`, applied once when a store opens.
+
+Each migration runs inside one transaction holding an advisory lock, and is skipped if its
+version is already recorded, so two processes opening a new database at once apply it once.
+A migration is plain PostgreSQL; it must never be edited once released: add a new one.
+"""
+
+from __future__ import annotations
+
+from ..errors import UndefinedTable
+from .base import Store
+
+# 'timestep' as a 64-bit integer: the advisory lock every migrating process takes.
+MIGRATION_LOCK = int.from_bytes(b"timestep", "big")
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE agent_sessions (
+            session_id text PRIMARY KEY,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE agent_messages (
+            id bigserial PRIMARY KEY,
+            session_id text NOT NULL REFERENCES agent_sessions (session_id) ON DELETE CASCADE,
+            message_data jsonb NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX agent_messages_session_id_id ON agent_messages (session_id, id);
+        """,
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+async def current_version(store: Store) -> int:
+    """The highest migration applied to this database (0 for a new one)."""
+    try:
+        return int(await store.fetchval("SELECT coalesce(max(version), 0) FROM timestep_schema"))
+    except UndefinedTable:
+        return 0
+
+
+async def migrate(store: Store) -> int:
+    """Apply every migration this database lacks; return the version it is now at."""
+    applied = await current_version(store)
+    if applied >= LATEST:
+        return applied
+    statements: list[tuple[str, list[object]]] = [
+        ("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]),
+        (
+            "CREATE TABLE IF NOT EXISTS timestep_schema ("
+            " version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())",
+            [],
+        ),
+    ]
+    for version, sql in MIGRATIONS:
+        if version > applied:
+            statements.append(
+                (
+                    "DO $migration$ BEGIN"
+                    f" IF NOT EXISTS (SELECT 1 FROM timestep_schema WHERE version = {version}) THEN"
+                    f" {sql}"
+                    f" INSERT INTO timestep_schema (version) VALUES ({version});"
+                    " END IF; END $migration$",
+                    [],
+                )
+            )
+    await store.execute_batch(statements)
+    return LATEST

@@ -1,0 +1,379 @@
+"""The PGlite sidecar's lifecycle: start on first use, share, detect death, restart.
+
+A `Sidecar` stands for one database (a data directory, or one in-memory instance). It holds
+at most one live `Link` to a sidecar process: its own child (talking over the child's
+stdin/stdout) or, when another process already runs the sidecar for that directory, that
+process's sidecar (over its unix socket). Frames are written under a lock from whatever
+thread calls; a reader thread per link resolves each request's future on the event loop
+that made it, so one sidecar serves any number of event loops, in turn or at once.
+
+When a link dies, every request in flight fails with `SidecarCrashed`, and the next request
+starts (or finds) a new sidecar. The process's own sidecars are stopped at interpreter exit;
+a sidecar also exits by itself when its stdin closes, so a killed parent leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+
+from ..errors import DataDirLocked, SidecarCrashed, SidecarError, SidecarStartFailed
+from . import protocol
+from .datadir import DataDir, Template
+from .node import find_node, sidecar_dir
+
+START_TIMEOUT = 120.0  # a sidecar that neither answers nor exits by then is wedged
+SHARE_TIMEOUT = 30.0  # how long to wait for another process's sidecar to come up or go away
+STOP_TIMEOUT = 10.0
+STDERR_LINES = 40
+
+
+class Link:
+    """One open connection to a running sidecar, with its reader thread."""
+
+    def __init__(
+        self,
+        *,
+        describe: str,
+        read_fd: int,
+        close_read: Callable[[], None],
+        write: Callable[[bytes], None],
+        reader: protocol.FrameReader,
+        ready: protocol.Ready,
+        process: subprocess.Popen[bytes] | None = None,
+        sock: socket.socket | None = None,
+        stderr: collections.deque[str] | None = None,
+    ) -> None:
+        self.describe = describe
+        self.ready = ready
+        self.process = process
+        self._sock = sock
+        self._read_fd = read_fd
+        self._close_read = close_read
+        self._write = write
+        self._reader = reader
+        self._stderr = stderr if stderr is not None else collections.deque()
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._next_id = 1
+        self._failure: SidecarError | None = None
+        self._thread = threading.Thread(
+            target=self._read_loop, name=f"timestep-{describe}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._failure is None
+
+    async def request(self, build: Callable[[int], protocol.Request]) -> protocol.Reply:
+        """Send one request and wait for its reply; any number may be in flight."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[protocol.Reply] = loop.create_future()
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            request_id = self._next_id
+            self._next_id += 1
+            frame = protocol.encode_frame(build(request_id))
+            self._pending[request_id] = (loop, future)
+            try:
+                self._write(frame)
+            except OSError as exc:
+                self._pending.pop(request_id, None)
+                raise SidecarCrashed(f"cannot write to the {self.describe}: {exc}") from exc
+        return await future
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                data = os.read(self._read_fd, 1 << 16)
+                if not data:
+                    break
+                for body in self._reader.feed(data):
+                    self._deliver(protocol.decode_reply(body))
+        except Exception as exc:  # a broken pipe or an undecodable frame: the link is unusable
+            self._stderr.append(f"(reader: {exc!r})")
+        self._fail(self._death_error())
+        _quietly(self._close_read)  # only this thread reads the fd, so only it may close it
+
+    def _deliver(self, reply: protocol.Reply) -> None:
+        with self._lock:
+            waiter = self._pending.pop(reply.id, None)
+        if waiter is None:
+            if isinstance(reply, protocol.Error):
+                self._stderr.append(f"(unsolicited error: {reply.code} {reply.message})")
+            return
+        _resolve(waiter, reply)
+
+    def _death_error(self) -> SidecarCrashed:
+        if self.process is not None:
+            try:
+                code = self.process.wait(timeout=2)
+                how = f"exited with code {code}" if code >= 0 else f"was killed by signal {-code}"
+            except subprocess.TimeoutExpired:
+                how = "closed its output"
+        else:
+            how = "closed the connection"
+        tail = "\n".join(self._stderr)
+        message = (
+            f"the {self.describe} {how}; requests in flight failed and may or may not have "
+            "been applied. The next request starts a new sidecar."
+        )
+        if tail:
+            message += f" Its last log lines:\n{tail}"
+        return SidecarCrashed(message)
+
+    def _fail(self, error: SidecarError) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+            pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            _resolve(waiter, error)
+
+    def close_now(self) -> None:
+        """Let go without waiting: close our end; a child sidecar sees EOF and exits."""
+        self._fail(SidecarCrashed(f"the {self.describe} was closed"))
+        if self._sock is not None:
+            _quietly(lambda: self._sock.shutdown(socket.SHUT_RDWR))  # wakes the reader
+        if self.process is not None and self.process.stdin is not None:
+            _quietly(self.process.stdin.close)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Close and wait for a child sidecar to shut PGlite down cleanly (blocking)."""
+        self.close_now()
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._thread.join(timeout)
+
+
+def _resolve(
+    waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], outcome: Any
+) -> None:
+    loop, future = waiter
+
+    def settle() -> None:
+        if future.done():  # the caller was cancelled
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # that event loop is closed; nobody is waiting any more
+        pass
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except OSError:
+        pass
+
+
+class Sidecar:
+    """The sidecar of one database, started on first use and restarted after a crash."""
+
+    def __init__(self, data_dir: DataDir | None) -> None:
+        self.data_dir = data_dir  # None: an in-memory database
+        self._link: Link | None = None
+        self._start_lock = threading.Lock()
+        _live_sidecars.add(self)
+
+    @property
+    def location(self) -> str:
+        return "memory://" if self.data_dir is None else str(self.data_dir.root)
+
+    @property
+    def link(self) -> Link | None:
+        return self._link
+
+    async def request(self, build: Callable[[int], protocol.Request]) -> protocol.Reply:
+        link = self._link
+        if link is None or not link.alive:
+            link = await anyio.to_thread.run_sync(self._connect)
+        return await link.request(build)
+
+    def _connect(self) -> Link:
+        with self._start_lock:
+            if self._link is not None and self._link.alive:
+                return self._link
+            if self._link is not None:
+                self._link.stop(timeout=2)
+            self._link = self._spawn_memory() if self.data_dir is None else self._open_dir(self.data_dir)
+            return self._link
+
+    def _open_dir(self, data_dir: DataDir) -> Link:
+        deadline = time.monotonic() + SHARE_TIMEOUT
+        while True:
+            lock_fd = data_dir.try_lock()
+            if lock_fd is not None:
+                try:
+                    data_dir.prepare(Template().ensure())
+                    link = self._spawn(
+                        ["--data-dir", str(data_dir.pgdata), "--socket", data_dir.socket],
+                        lock_fd=lock_fd,
+                    )
+                    data_dir.write_holder(
+                        lock_fd, f"python pid {os.getpid()}, sidecar pid {link.ready.pid}"
+                    )
+                    return link
+                finally:
+                    os.close(lock_fd)  # the child keeps the lock through its inherited copy
+            link = self._join(data_dir)
+            if link is not None:
+                return link
+            if time.monotonic() > deadline:
+                raise DataDirLocked(
+                    f"{data_dir.root} is locked by {data_dir.holder()}, whose sidecar does not "
+                    f"answer on {data_dir.socket}; stop that process or choose another directory"
+                )
+            time.sleep(0.05)  # the holder is starting up or shutting down
+
+    def _join(self, data_dir: DataDir) -> Link | None:
+        """Connect to the sidecar another process runs for this directory, if it answers."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(data_dir.socket)
+            reader = protocol.FrameReader()
+            ready = _await_ready(sock.fileno(), reader, f"shared sidecar at {data_dir.socket}", None)
+        except (OSError, SidecarStartFailed):
+            sock.close()
+            return None
+        return Link(
+            describe=f"shared PGlite sidecar (pid {ready.pid}) of {data_dir.root}",
+            read_fd=sock.fileno(),
+            close_read=sock.close,
+            write=sock.sendall,
+            reader=reader,
+            ready=ready,
+            sock=sock,
+        )
+
+    def _spawn_memory(self) -> Link:
+        return self._spawn(["--memory", "--template", str(Template().ensure().tarball)], lock_fd=None)
+
+    def _spawn(self, args: list[str], *, lock_fd: int | None) -> Link:
+        script = sidecar_dir() / "server.mjs"
+        process = subprocess.Popen(
+            [find_node(), str(script), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=() if lock_fd is None else (lock_fd,),
+        )
+        assert process.stdin is not None and process.stdout is not None
+        stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        threading.Thread(
+            target=_drain_stderr, args=(process, stderr), name="timestep-sidecar-stderr", daemon=True
+        ).start()
+        reader = protocol.FrameReader()
+        what = f"PGlite sidecar for {self.location}"
+        try:
+            ready = _await_ready(process.stdout.fileno(), reader, what, (process, stderr))
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        stdin_fd = process.stdin.fileno()
+        return Link(
+            describe=f"PGlite sidecar (pid {ready.pid}) of {self.location}",
+            read_fd=process.stdout.fileno(),
+            close_read=process.stdout.close,
+            write=lambda frame: _write_all(stdin_fd, frame),
+            reader=reader,
+            ready=ready,
+            process=process,
+            stderr=stderr,
+        )
+
+    async def aclose(self) -> None:
+        """Ask the sidecar to close its database and exit, and wait until it has."""
+        link, self._link = self._link, None
+        _live_sidecars.discard(self)
+        if link is None:
+            return
+        if link.alive and link.process is not None:
+            try:
+                await link.request(lambda request_id: protocol.Close(id=request_id))
+            except SidecarError:
+                pass
+        await anyio.to_thread.run_sync(link.stop)
+
+    def stop_now(self) -> None:
+        """Stop from synchronous code (interpreter exit)."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.stop()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _drain_stderr(process: subprocess.Popen[bytes], lines: collections.deque[str]) -> None:
+    assert process.stderr is not None
+    with process.stderr:
+        for raw in process.stderr:
+            lines.append(raw.decode(errors="replace").rstrip())
+
+
+def _await_ready(
+    fd: int,
+    reader: protocol.FrameReader,
+    what: str,
+    child: tuple[subprocess.Popen[bytes], collections.deque[str]] | None,
+) -> protocol.Ready:
+    """Block until the sidecar's first frame: `ready`, or an error frame with the real cause."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise SidecarStartFailed(f"the {what} did not become ready in {START_TIMEOUT:.0f} s")
+        data = os.read(fd, 1 << 16)
+        if not data:
+            detail = ""
+            if child is not None:
+                process, stderr = child
+                code = process.wait()
+                detail = f" (exit code {code})" + (": " + "\n".join(stderr) if stderr else "")
+            raise SidecarStartFailed(f"the {what} exited before it was ready{detail}")
+        bodies = reader.feed(data)
+        if bodies:
+            first = protocol.decode_reply(bodies[0])
+            if isinstance(first, protocol.Ready):
+                return first
+            if isinstance(first, protocol.Error):
+                raise SidecarStartFailed(first.message)
+            raise SidecarStartFailed(f"the {what} sent {type(first).__name__} before ready")
+
+
+_live_sidecars: weakref.WeakSet[Sidecar] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for sidecar in list(_live_sidecars):
+        sidecar.stop_now()
