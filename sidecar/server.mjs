@@ -232,36 +232,63 @@ async function main() {
     pg.serializers[oid] = identity;
   }
 
+  // Lifetime: the sidecar serves its owner (stdin/stdout) and any processes connected to
+  // its socket. When the owner leaves, it keeps serving those until the last one leaves,
+  // then closes the database and exits. Alone, it exits as soon as its owner leaves.
   let shuttingDown = false;
+  let ownerGone = false;
   let server;
+  const clients = new Set();
+  // The last frame to the owner is `closed` with id 0: the database is closed, or handed
+  // over to the processes still connected. (Node never closes fd 1, so EOF can't say it.)
+  const released = () => new Promise((resolve) => process.stdout.write(encodeFrame({ type: 'closed', id: 0 }), () => resolve()));
   async function shutdown(code = 0) {
     if (shuttingDown) return;
     shuttingDown = true;
     server?.close();
     try {
       await pg.close();
+      if (!ownerDead) await released();
     } finally {
       process.exit(code);
     }
   }
+  let ownerDead = false;
+  function ownerLeft() {
+    if (ownerGone) return;
+    ownerGone = true;
+    if (!clients.size) return shutdown(0);
+    if (!ownerDead) released();
+  }
+  function clientLeft(conn) {
+    clients.delete(conn);
+    conn.destroy();
+    if (ownerGone && !clients.size) shutdown(0);
+  }
 
   const ready = { type: 'ready', id: 0, pid: process.pid, node: process.version, pglite: pgliteVersion() };
-  const options = { onClose: (output) => (output === process.stdout ? shutdown(0) : output.end()) };
+  const options = { onClose: (output) => (output === process.stdout ? ownerLeft() : output.end()) };
 
   const socketPath = arg('--socket');
   if (socketPath) {
     fs.rmSync(socketPath, { force: true }); // stale: our parent holds the directory lock
     process.umask(0o077);
     server = net.createServer((conn) => {
+      if (shuttingDown) return conn.destroy(); // the client retries and starts its own
+      clients.add(conn);
       conn.write(encodeFrame(ready));
-      serve(pg, options, conn, conn, () => conn.destroy());
+      serve(pg, options, conn, conn, () => clientLeft(conn));
     });
     await new Promise((resolve, reject) => server.listen(socketPath, resolve).once('error', reject));
     fs.chmodSync(socketPath, 0o600);
   }
 
-  process.stdout.on('error', () => shutdown(0)); // parent gone
-  serve(pg, options, process.stdin, process.stdout, () => shutdown(0));
+  process.stdout.on('error', () => {
+    ownerDead = true; // nobody reads our output any more
+    ownerLeft();
+  });
+  process.stderr.on('error', () => {}); // nobody reads our log any more: keep serving
+  serve(pg, options, process.stdin, process.stdout, ownerLeft);
   process.stdout.write(encodeFrame(ready));
 }
 

@@ -87,6 +87,9 @@ class Error(msgspec.Struct, tag="error", tag_field="type"):
 
 
 class Closed(msgspec.Struct, tag="closed", tag_field="type"):
+    """The reply to `close`; with id 0, the sidecar's last frame to its owner: it has closed
+    the database, or handed it over to other processes still connected to its socket."""
+
     id: int
 
 

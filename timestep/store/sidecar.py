@@ -102,12 +102,21 @@ class Link:
                 data = os.read(self._read_fd, 1 << 16)
                 if not data:
                     break
-                for body in self._reader.feed(data):
-                    self._deliver(protocol.decode_reply(body))
+                replies = [protocol.decode_reply(body) for body in self._reader.feed(data)]
+                for reply in replies:
+                    if isinstance(reply, protocol.Closed) and reply.id == 0:
+                        return self._released()
+                    self._deliver(reply)
         except Exception as exc:  # a broken pipe or an undecodable frame: the link is unusable
             self._stderr.append(f"(reader: {exc!r})")
-        self._fail(self._death_error())
+        if self._failure is None:  # not closed by us: the sidecar died
+            self._fail(self._death_error())
         _quietly(self._close_read)  # only this thread reads the fd, so only it may close it
+
+    def _released(self) -> None:
+        """The sidecar let us go: its database is closed, or serves other processes still."""
+        self._fail(SidecarCrashed(f"the {self.describe} was closed"))
+        _quietly(self._close_read)
 
     def _deliver(self, reply: protocol.Reply) -> None:
         with self._lock:
@@ -153,15 +162,17 @@ class Link:
             _quietly(self.process.stdin.close)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Close and wait for a child sidecar to shut PGlite down cleanly (blocking)."""
+        """Let go and wait until a child sidecar has closed the database or handed it over.
+
+        A sidecar that other processes still use keeps running for them; one that neither
+        says it let go (a final `closed` frame) nor exits in `timeout` is killed.
+        """
         self.close_now()
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
         self._thread.join(timeout)
+        if self.process is not None and self._thread.is_alive():
+            self.process.kill()  # wedged
+            self.process.wait()
+            self._thread.join(timeout)
 
 
 def _resolve(

@@ -1,0 +1,94 @@
+"""Shared fixtures: every store test runs on PGlite and, when PG_CONNECTION_URI is set, on PostgreSQL.
+
+Tests run against the real sidecar and the real server. Under CI (CI=true) PostgreSQL is
+required: a missing PG_CONNECTION_URI fails the run rather than skipping half of it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from timestep import open_store
+from timestep.store import Store
+
+PG_URI = os.environ.get("PG_CONNECTION_URI", "")
+BACKENDS = ["pglite", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") and not PG_URI:
+        raise pytest.UsageError("CI must test PostgreSQL too: set PG_CONNECTION_URI")
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep tests away from the user's data dir; share one template cache across the run."""
+    saved = {name: os.environ.get(name) for name in ("TIMESTEP_PGLITE_DIR", "TIMESTEP_CACHE_DIR")}
+    os.environ["TIMESTEP_PGLITE_DIR"] = str(tmp_path_factory.mktemp("default-pglite"))
+    cache = os.environ.get("TIMESTEP_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("cache"))
+    os.environ["TIMESTEP_CACHE_DIR"] = cache
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def require_postgres() -> str:
+    if not PG_URI:
+        pytest.skip("PostgreSQL half: set PG_CONNECTION_URI to run it")
+    return PG_URI
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Store]:
+    """One open store per backend, shared by the session; tests use their own tables."""
+    if request.param == "postgres":
+        opened = await open_store(require_postgres())
+    else:
+        opened = await open_store(pglite_path=tmp_path_factory.mktemp("pglite"))
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+async def table(store: Store) -> AsyncIterator[str]:
+    """A fresh table name, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    await store.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.fixture
+def pg_schema_uri() -> Iterator[str]:
+    """A PostgreSQL URI whose search_path is a new, empty schema (a new database, in effect)."""
+    import psycopg
+
+    uri = require_postgres()
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in uri else "?"
+    yield f"{uri}{separator}options=-csearch_path%3D{schema}"
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python process running timestep from this checkout."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env

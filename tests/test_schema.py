@@ -1,0 +1,56 @@
+"""Migrations: applied once, recorded, safe when processes open a new database at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import child_env
+from timestep import open_store
+from timestep.store.schema import LATEST, MIGRATIONS
+
+pytestmark = pytest.mark.anyio
+
+OPEN_AND_REPORT = """
+import asyncio, sys
+from timestep import open_store
+async def main():
+    async with await open_store(sys.argv[1] if sys.argv[1].startswith("postgresql") else None,
+                                pglite_path=None if sys.argv[1].startswith("postgresql") else sys.argv[1]) as store:
+        print(await store.fetchval("SELECT max(version) FROM timestep_schema"))
+asyncio.run(main())
+"""
+
+
+def test_migrations_are_numbered_in_order() -> None:
+    versions = [version for version, _ in MIGRATIONS]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_new_database_is_migrated_once(tmp_path) -> None:
+    for _ in range(2):
+        async with await open_store(pglite_path=tmp_path) as store:
+            rows = await store.fetch("SELECT version FROM timestep_schema ORDER BY version")
+            assert [row["version"] for row in rows] == list(range(1, LATEST + 1))
+
+
+async def test_new_postgres_schema_is_migrated_once(pg_schema_uri: str) -> None:
+    for _ in range(2):
+        async with await open_store(pg_schema_uri) as store:
+            rows = await store.fetch("SELECT version FROM timestep_schema ORDER BY version")
+            assert [row["version"] for row in rows] == list(range(1, LATEST + 1))
+
+
+@pytest.mark.parametrize("backend", ["pglite", "postgres"])
+def test_processes_opening_a_new_database_at_once(backend: str, tmp_path, request: pytest.FixtureRequest) -> None:
+    target = request.getfixturevalue("pg_schema_uri") if backend == "postgres" else str(tmp_path / "db")
+    children = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AND_REPORT, target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+        for _ in range(4)
+    ]
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err
+        assert out.strip() == str(LATEST)
