@@ -1,11 +1,13 @@
 // Length-prefixed frames: 4-byte big-endian length, then a MessagePack body.
-import { encode } from '@msgpack/msgpack';
+import { Encoder } from '@msgpack/msgpack';
 
 export const MAX_FRAME = 2 ** 30;
 
+const encoder = new Encoder({ ignoreUndefined: true }); // one, reused: encode(x, options) builds one per call
+
 /** Encode one message as a frame. */
 export function encodeFrame(message) {
-  const body = encode(message, { ignoreUndefined: true });
+  const body = encoder.encode(message);
   const frame = new Uint8Array(4 + body.length);
   new DataView(frame.buffer).setUint32(0, body.length);
   frame.set(body, 4);

@@ -110,7 +110,7 @@ class DataDir:
         staging = self.root / f"pgdata.{os.getpid()}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            shutil.copytree(template.pgdata, staging)
+            shutil.copytree(template.pgdata, staging, copy_function=shutil.copy)  # modes matter to PostgreSQL; times do not
             if self.pgdata.exists():
                 self.pgdata.rmdir()
             os.replace(staging, self.pgdata)

@@ -241,7 +241,11 @@ class Sidecar:
                 try:
                     data_dir.prepare(Template().ensure())
                     link = self._spawn(
-                        ["--data-dir", str(data_dir.pgdata), "--socket", data_dir.socket],
+                        [
+                            "--data-dir", str(data_dir.pgdata),
+                            "--socket", data_dir.socket,
+                            "--lock-fd", str(lock_fd),
+                        ],
                         lock_fd=lock_fd,
                     )
                     data_dir.write_holder(

