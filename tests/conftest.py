@@ -92,3 +92,7 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
+
+
+# The Agents SDK exports traces to OpenAI unless told not to: tests have no network.
+os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")

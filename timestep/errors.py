@@ -124,6 +124,10 @@ def database_error(
     return cls(sqlstate, message, detail=detail, hint=hint, statement_index=statement_index)
 
 
+class InvalidSessionItem(TimestepError, TypeError):
+    """A session item cannot be stored as JSON; nothing was written."""
+
+
 class SidecarError(StoreError):
     """The embedded PGlite sidecar (a Node.js child process) failed."""
 

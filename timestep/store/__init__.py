@@ -11,7 +11,7 @@ from .pglite import PGliteStore
 from .postgres import PostgresStore
 from .schema import migrate
 
-__all__ = ["Statement", "Store", "open_store"]
+__all__ = ["Statement", "Store", "default_store", "open_store"]
 
 MEMORY_URI = "memory://"
 
@@ -52,3 +52,6 @@ async def open_store(
         await store.aclose()
         raise
     return store
+
+
+from .default import default_store  # noqa: E402  (it needs open_store, defined above)

@@ -1,0 +1,185 @@
+"""`Session`: Agents SDK conversation history, stored in PostgreSQL or embedded PGlite.
+
+The tables are the SDK's `SQLiteSession` layout in PostgreSQL types (`agent_sessions`,
+`agent_messages` with `message_data jsonb`), so the same operational SQL works on every store.
+Every method is one statement or one atomic batch: one round trip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from agents.items import TResponseInputItem
+from agents.memory import SessionABC, SessionSettings
+from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
+from agents.memory.sqlite_session import _await_mutation  # the SDK's own: mutations outlive cancellation
+
+from .errors import InvalidSessionItem
+from .store import Store, default_store
+
+_TOUCH_SESSION = """
+    INSERT INTO agent_sessions (session_id) VALUES ($1)
+    ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
+"""
+# Locks the session row first (above), so concurrent writers to one session take turns and
+# each call's items get contiguous ids, in order.
+_INSERT_ITEMS = """
+    INSERT INTO agent_messages (session_id, message_data)
+    SELECT $1, item FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS items (item, n)
+    ORDER BY n
+"""
+_ALL_ITEMS = "SELECT message_data FROM agent_messages WHERE session_id = $1 ORDER BY id"
+_LATEST_ITEMS = """
+    SELECT message_data FROM (
+        SELECT id, message_data FROM agent_messages WHERE session_id = $1 ORDER BY id DESC LIMIT $2
+    ) AS latest ORDER BY id
+"""
+_POP_ITEM = """
+    DELETE FROM agent_messages WHERE id = (
+        SELECT id FROM agent_messages WHERE session_id = $1
+        ORDER BY id DESC LIMIT 1 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING message_data
+"""
+_LIST_SESSIONS = """
+    SELECT s.session_id,
+           (SELECT count(*) FROM agent_messages m WHERE m.session_id = s.session_id) AS items,
+           s.created_at,
+           s.updated_at AS last_active
+    FROM agent_sessions s
+    ORDER BY s.updated_at DESC, s.session_id
+    LIMIT $1
+"""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One stored session, as `Session.list_sessions` reports it."""
+
+    session_id: str
+    items: int
+    created_at: dt.datetime
+    last_active: dt.datetime
+
+
+class Session(SessionABC):
+    """Conversation history of one session, for `Runner.run(..., session=...)`.
+
+    `session_id` defaults to a new uuid; `store` defaults to the process-wide store
+    (PG_CONNECTION_URI's PostgreSQL, else embedded PGlite), opened on first use.
+    """
+
+    session_settings: SessionSettings | None = None
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        store: Store | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> None:
+        if session_id is not None and not isinstance(session_id, str):
+            raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
+        self.session_id = session_id if session_id is not None else str(uuid.uuid4())
+        self.session_settings = (
+            coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
+        )
+        self._store = store
+
+    async def store(self) -> Store:
+        """The store this session lives in."""
+        return self._store if self._store is not None else await default_store()
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The latest `limit` items (else `session_settings.limit`, else all), oldest first."""
+        limit = resolve_session_limit(limit, self.session_settings)
+        store = await self.store()
+        if limit is None or limit < 0:  # negative: all, as SQLiteSession does
+            rows = await store.fetch(_ALL_ITEMS, self.session_id)
+        elif limit == 0:
+            return []
+        else:
+            rows = await store.fetch(_LATEST_ITEMS, self.session_id, limit)
+        return [row["message_data"] for row in rows]
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append items, atomically and in one round trip, however many there are."""
+        if not items:
+            return
+        payload = _items_json(items)
+        store = await self.store()
+        await _await_mutation(
+            store.execute_batch([(_TOUCH_SESSION, [self.session_id]), (_INSERT_ITEMS, [self.session_id, payload])])
+        )
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item, atomically; None when the session is empty."""
+        store = await self.store()
+        row = await _await_mutation(store.fetchrow(_POP_ITEM, self.session_id))
+        return None if row is None else row["message_data"]
+
+    async def clear_session(self) -> None:
+        """Delete every item of this session, and the session itself."""
+        store = await self.store()
+        await _await_mutation(
+            store.execute_batch(
+                [
+                    ("DELETE FROM agent_messages WHERE session_id = $1", [self.session_id]),
+                    ("DELETE FROM agent_sessions WHERE session_id = $1", [self.session_id]),
+                ]
+            )
+        )
+
+    @staticmethod
+    async def list_sessions(store: Store | None = None, *, limit: int | None = None) -> list[SessionInfo]:
+        """Stored sessions with their item counts, most recently active first."""
+        store = store if store is not None else await default_store()
+        rows = await store.fetch(_LIST_SESSIONS, limit)
+        return [SessionInfo(**row) for row in rows]
+
+    @staticmethod
+    async def delete_session(session_id: str, store: Store | None = None) -> bool:
+        """Delete a session and its items; False if there was no such session."""
+        store = store if store is not None else await default_store()
+        deleted = await store.execute_batch(
+            [
+                ("DELETE FROM agent_messages WHERE session_id = $1", [session_id]),
+                ("DELETE FROM agent_sessions WHERE session_id = $1", [session_id]),
+            ]
+        )
+        return deleted[1] > 0
+
+    def __repr__(self) -> str:
+        where = self._store.location if self._store is not None else "the default store"
+        return f"<Session {self.session_id!r} in {where}>"
+
+
+def _items_json(items: list[TResponseInputItem]) -> str:
+    """The items as one JSON array, or a clear error naming the item that cannot be stored."""
+    try:
+        payload = json.dumps(items, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        index = _first_bad_item(items)
+        raise InvalidSessionItem(
+            f"session item {index} cannot be stored as JSON ({exc}); session items must be "
+            "JSON-serializable dicts (NaN and infinity are not JSON). Nothing was written."
+        ) from exc
+    if "\\u0000" in payload:
+        raise InvalidSessionItem(
+            "a session item contains a NUL character (\\u0000), which PostgreSQL jsonb cannot "
+            "store; strip it. Nothing was written."
+        )
+    return payload
+
+
+def _first_bad_item(items: list[TResponseInputItem]) -> int:
+    for index, item in enumerate(items):
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError):
+            return index
+    return -1
