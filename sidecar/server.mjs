@@ -1,7 +1,7 @@
 // timestep sidecar: hosts one PGlite database and serves it over length-prefixed
 // MessagePack frames on stdin/stdout (its parent) and, optionally, a unix socket
 // (other processes sharing the same data directory). It runs the SQL it is sent and
-// nothing else. Values travel as PostgreSQL text; Python parses them.
+// nothing else. Values travel as PostgreSQL text both ways; Python parses them.
 //
 //   node server.mjs --data-dir DIR [--socket PATH] [--lock-fd N]
 //                                                   serve a database on disk; N is the
@@ -120,50 +120,99 @@ async function openDatabase(PGlite) {
   return pg;
 }
 
+// Each request is one PostgreSQL wire-protocol message handed to PGlite in one call
+// (Parse/Bind/Describe/Execute per statement, then Sync): several times faster than
+// PGlite's query(), which makes a separate trip into wasm for each of those steps.
+function concat(parts) {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+function statementMessages(wire, sql, params, types) {
+  return [wire.parse({ text: sql, types }), wire.bind({ values: params }), wire.describe({ type: 'P' }), wire.execute({})];
+}
+
+/** Rows affected, as libpq's PQcmdTuples counts them from the command tag ("INSERT 0 3"). */
+function affectedOf(tag) {
+  const match = /^(?:INSERT \d+|UPDATE|DELETE|SELECT|MERGE|COPY|FETCH|MOVE) (\d+)$/.exec(tag);
+  return match ? Number(match[1]) : 0;
+}
+
+/** Backend messages -> one result per completed statement, and the first error. */
+function collect(messages) {
+  const results = [];
+  let current = { names: [], types: [], rows: [] };
+  let error;
+  let errorAt;
+  for (const message of messages) {
+    switch (message.name) {
+      case 'rowDescription':
+        current.names = message.fields.map((f) => f.name);
+        current.types = message.fields.map((f) => f.dataTypeID);
+        break;
+      case 'dataRow':
+        current.rows.push(message.fields);
+        break;
+      case 'commandComplete':
+        results.push({ ...current, affected: affectedOf(message.text) });
+        current = { names: [], types: [], rows: [] };
+        break;
+      case 'error':
+        if (!error) {
+          error = message;
+          errorAt = results.length;
+        }
+        break;
+      default:
+    }
+  }
+  return { results, error, errorAt };
+}
+
 /** Serve frames from `input`, replying on `output`, until `input` ends. */
-function serve(pg, options, input, output, onEnd) {
+function serve(pg, wire, options, input, output, onEnd) {
   const reader = new FrameReader();
   const send = (message) => {
     if (!output.destroyed) output.write(encodeFrame(message));
   };
-  const queryOptions = (types) => ({ rowMode: 'array', paramTypes: types });
-  const resultReply = (id, result) => ({
-    type: 'result',
-    id,
-    names: result.fields.map((f) => f.name),
-    types: result.fields.map((f) => f.dataTypeID),
-    rows: result.rows,
-    affected: affectedOf(result),
-  });
+  // One request at a time into PGlite (execProtocol is not re-entrant), in arrival order.
+  const run = (parts) => pg.runExclusive(() => pg.execProtocol(concat(parts), { throwOnError: false }));
+  const resultReply = (id, result) => ({ type: 'result', id, names: result.names, types: result.types, rows: result.rows, affected: result.affected });
 
   async function handle(request) {
     const { id } = request;
     try {
       switch (request.type) {
         case 'query': {
-          const result = await pg.query(request.sql, request.params, queryOptions(request.types));
-          return send(resultReply(id, result));
+          const { messages } = await run([...statementMessages(wire, request.sql, request.params, request.types), wire.sync()]);
+          const { results, error } = collect(messages);
+          return send(error ? errorReply(id, error) : resultReply(id, results[0]));
         }
         case 'exec': {
-          const results = await pg.exec(request.sql, queryOptions(undefined));
-          const last = results.at(-1) ?? { fields: [], rows: [] };
-          return send({ ...resultReply(id, last), affected: results.reduce((n, r) => n + affectedOf(r), 0) });
+          const { messages } = await run([wire.query(request.sql)]);
+          const { results, error } = collect(messages);
+          if (error) return send(errorReply(id, error));
+          const last = results.at(-1) ?? { names: [], types: [], rows: [], affected: 0 };
+          return send({ ...resultReply(id, last), affected: results.reduce((n, r) => n + r.affected, 0) });
         }
         case 'batch': {
-          let failedAt;
-          const affected = await pg.transaction(async (tx) => {
-            const counts = [];
-            for (const [index, [sql, params, types]] of request.statements.entries()) {
-              failedAt = index;
-              counts.push(affectedOf(await tx.query(sql, params, queryOptions(types))));
-            }
-            failedAt = undefined;
-            return counts;
-          }).catch((err) => {
-            err.statementIndex = failedAt;
-            throw err;
-          });
-          return send({ type: 'batch_result', id, affected });
+          // BEGIN; the statements; Sync; COMMIT. After a failure PostgreSQL skips to the
+          // Sync, and the COMMIT of the failed transaction rolls it back.
+          const parts = [wire.query('BEGIN')];
+          for (const [sql, params, types] of request.statements) parts.push(...statementMessages(wire, sql, params, types));
+          parts.push(wire.sync(), wire.query('COMMIT'));
+          const { results, error, errorAt } = collect((await run(parts)).messages);
+          const count = request.statements.length;
+          if (error) {
+            const index = errorAt - 1; // results[0] is BEGIN's
+            return send(errorReply(id, error, index < count ? index : undefined));
+          }
+          return send({ type: 'batch_result', id, affected: results.slice(1, count + 1).map((r) => r.affected) });
         }
         case 'close':
           send({ type: 'closed', id });
@@ -172,7 +221,7 @@ function serve(pg, options, input, output, onEnd) {
           return send(errorReply(id, { code: 'protocol', message: `unknown request type ${request.type}` }));
       }
     } catch (err) {
-      send(errorReply(id, err, err?.statementIndex));
+      send(errorReply(id, err));
     }
   }
 
@@ -193,7 +242,6 @@ function serve(pg, options, input, output, onEnd) {
         send(errorReply(0, { code: 'protocol', message: `undecodable frame: ${err.message}` }));
         continue;
       }
-      // Dispatched at once: PGlite queues them and runs one at a time, in order.
       handle(request);
     }
   });
@@ -201,16 +249,11 @@ function serve(pg, options, input, output, onEnd) {
   input.on('error', onEnd);
 }
 
-/** Rows affected, counted the way libpq does: rows returned for statements that return rows. */
-function affectedOf(result) {
-  if (result.fields && result.fields.length) return result.rows.length;
-  return result.affectedRows ?? 0;
-}
-
 async function main() {
   const pglite = await loadModules();
   if (!pglite) return;
-  const { PGlite } = pglite;
+  const { PGlite, protocol } = pglite;
+  const wire = protocol.serialize;
 
   const templateOut = arg('--make-template');
   if (templateOut) {
@@ -234,10 +277,6 @@ async function main() {
 
   // Values travel as PostgreSQL text both ways: turn off PGlite's own parsing and
   // serializing for every type it knows (set once; per-query options cost ~1 ms each).
-  // (Types PGlite has no parser for come back as text already.)
-  const identity = (value) => value;
-  for (const oid of Object.keys(pg.parsers)) pg.parsers[oid] = identity;
-  for (const oid of Object.keys(pg.serializers)) pg.serializers[oid] = identity;
 
   // Lifetime: the sidecar serves its owner (stdin/stdout) and any processes connected to
   // its socket. When the owner leaves, it keeps serving those until the last one leaves,
@@ -295,7 +334,7 @@ async function main() {
       if (shuttingDown) return conn.destroy(); // the client retries and starts its own
       clients.add(conn);
       conn.write(encodeFrame(ready));
-      serve(pg, options, conn, conn, () => clientLeft(conn));
+      serve(pg, wire, options, conn, conn, () => clientLeft(conn));
     });
     await new Promise((resolve, reject) => server.listen(socketPath, resolve).once('error', reject));
     fs.chmodSync(socketPath, 0o600);
@@ -306,7 +345,7 @@ async function main() {
     ownerLeft();
   });
   process.stderr.on('error', () => {}); // nobody reads our log any more: keep serving
-  serve(pg, options, process.stdin, process.stdout, ownerLeft);
+  serve(pg, wire, options, process.stdin, process.stdout, ownerLeft);
   process.stdout.write(encodeFrame(ready));
 }
 

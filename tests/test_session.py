@@ -69,21 +69,23 @@ def test_implements_the_sdk_protocol() -> None:
 
 
 async def test_add_items_is_one_round_trip(store: Store) -> None:
-    """However many items: one batch request (counted at the store)."""
+    """However many items: one request to the store."""
     calls: list[str] = []
-    original = store.execute_batch
-
-    async def counting(statements: Any) -> list[int]:
-        calls.append("batch")
-        return await original(statements)
-
     session = Session(store=store)
-    store.execute_batch = counting  # type: ignore[method-assign]
+    for name in ("query", "execute_batch", "execute_script"):
+        original = getattr(store, name)
+
+        def counting(*args: Any, _original: Any = original, _name: str = name) -> Any:
+            calls.append(_name)
+            return _original(*args)
+
+        setattr(store, name, counting)
     try:
         await session.add_items([item("user", str(i)) for i in range(250)])
     finally:
-        del store.execute_batch  # type: ignore[method-assign]
-    assert calls == ["batch"]
+        for name in ("query", "execute_batch", "execute_script"):
+            delattr(store, name)
+    assert calls == ["query"]
     assert len(await session.get_items()) == 250
 
 

@@ -163,3 +163,14 @@ async def test_unreachable_postgres_says_why() -> None:
     with pytest.raises(ConnectionFailed, match="PG_CONNECTION_URI") as caught:
         await open_store("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
     assert "secret" not in str(caught.value)
+
+
+async def test_query_reports_columns_rows_and_counts(store: Store, table: str) -> None:
+    await store.execute(f"CREATE TABLE {table} (id int, name text)")
+    empty = await store.query(f"SELECT id, name FROM {table}")
+    assert (empty.columns, empty.rows, empty.affected) == (["id", "name"], [], 0)
+    inserted = await store.query(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b')")
+    assert (inserted.columns, inserted.rows, inserted.affected) == ([], [], 2)
+    returned = await store.query(f"UPDATE {table} SET name = upper(name) RETURNING id, name")
+    assert sorted(returned.rows) == [(1, "A"), (2, "B")] and returned.affected == 2
+    assert returned.dicts()[0].keys() == {"id", "name"}

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .store import Store, open_store
 
-__all__ = ["Store", "open_store"]
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["Session", "Store", "open_store"]
 __version__ = "0.1.0"
+
+# Names whose modules import the Agents SDK (~2-3 s) load on first use, so `import timestep`
+# and the `timestep` command stay quick when they are not needed.
+_LAZY = {"Session": "timestep.session"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'timestep' has no attribute {name!r}")

@@ -1,34 +1,67 @@
-"""The `timestep` command. `doctor` opens the store and reports what it runs on."""
+"""The `timestep` command: doctor, sql, sessions.
+
+Every command takes `--uri` / `--pglite-path` (default: PG_CONNECTION_URI, else PGlite in the
+default directory). Errors print one line to stderr and exit 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import TimestepError
 from .store import Store, open_store
 from .store.pglite import PGliteStore
 
+CELL_WIDTH = 60
 
-async def _doctor(uri: str | None, pglite_path: str | None) -> int:
-    started = time.perf_counter()
-    async with await open_store(uri, pglite_path=pglite_path) as store:
-        opened = time.perf_counter() - started
-        _line("timestep", __version__)
-        _line("backend", store.backend)
-        _line("location", store.location)
-        if isinstance(store, PGliteStore) and store.sidecar.link is not None:
-            ready = store.sidecar.link.ready
-            _line("sidecar", f"pid {ready.pid}, Node {ready.node}, PGlite {ready.pglite}")
-        _line("server", await store.fetchval("SELECT version()"))
-        _line("schema", f"version {await store.fetchval('SELECT max(version) FROM timestep_schema')}")
-        _line("opened in", f"{opened * 1000:.0f} ms")
-        _line("round trip", f"{await _round_trip_ms(store):.3f} ms (median of 200 x SELECT 1)")
+
+def _cell(value: Any) -> str:
+    """One value as the table shows it."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        text = "\\x" + bytes(value).hex()
+    elif isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+    else:
+        text = str(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "…"
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Rows as an aligned text table, with a row count."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)]
+    print(" | ".join(column.ljust(width) for column, width in zip(columns, widths)).rstrip())
+    print("-+-".join("-" * width for width in widths))
+    for row in cells:
+        print(" | ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+    print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
+
+
+async def _doctor(store: Store, args: argparse.Namespace) -> int:
+    _line("timestep", __version__)
+    _line("backend", store.backend)
+    _line("location", store.location)
+    if isinstance(store, PGliteStore) and store.sidecar.link is not None:
+        ready = store.sidecar.link.ready
+        _line("sidecar", f"pid {ready.pid}, Node {ready.node}, PGlite {ready.pglite}")
+    _line("server", await store.fetchval("SELECT version()"))
+    _line("schema", f"version {await store.fetchval('SELECT max(version) FROM timestep_schema')}")
+    _line("opened in", f"{args.opened_in * 1000:.0f} ms")
+    _line("round trip", f"{await _round_trip_ms(store):.3f} ms (median of 200 x SELECT 1)")
     return 0
 
 
@@ -45,18 +78,107 @@ def _line(label: str, value: object) -> None:
     print(f"{label:<12} {value}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `timestep` console script."""
-    parser = argparse.ArgumentParser(prog="timestep", description="Durable OpenAI Agents runs.")
+async def _sql(store: Store, args: argparse.Namespace) -> int:
+    result = await store.query(args.statement)
+    if result.columns:
+        print_table(result.columns, result.rows)
+    else:
+        print(f"OK, {result.affected} row{'' if result.affected == 1 else 's'} affected")
+    return 0
+
+
+# The session commands import Session (and with it the Agents SDK, ~2-3 s) when they run,
+# so `timestep sql` and `timestep doctor` start quickly.
+
+
+async def _sessions_list(store: Store, args: argparse.Namespace) -> int:
+    from .session import Session
+
+    infos = await Session.list_sessions(store, limit=args.limit)
+    print_table(["session_id", "items", "created_at", "last_active"], [(i.session_id, i.items, i.created_at, i.last_active) for i in infos])
+    return 0
+
+
+async def _sessions_show(store: Store, args: argparse.Namespace) -> int:
+    if not await _session_exists(store, args.session_id):
+        raise _Failure(f"no session {args.session_id!r}; `timestep sessions list` shows the stored ones")
+    from .session import Session
+
+    items = await Session(args.session_id, store=store).get_items()
+    print(f"session {args.session_id}: {len(items)} item{'' if len(items) == 1 else 's'}")
+    for number, item in enumerate(items, start=1):
+        print(f"\n[{number}] {_describe(item)}")
+        print(json.dumps(item, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _describe(item: dict[str, Any]) -> str:
+    kind = item.get("type") or "message"
+    role = item.get("role")
+    name = item.get("name")
+    return " ".join(part for part in (kind, f"role={role}" if role else "", f"name={name}" if name else "") if part)
+
+
+async def _sessions_delete(store: Store, args: argparse.Namespace) -> int:
+    from .session import Session
+
+    if not await Session.delete_session(args.session_id, store):
+        raise _Failure(f"no session {args.session_id!r}; `timestep sessions list` shows the stored ones")
+    print(f"deleted session {args.session_id}")
+    return 0
+
+
+async def _session_exists(store: Store, session_id: str) -> bool:
+    return bool(await store.fetchval("SELECT count(*) FROM agent_sessions WHERE session_id = $1", session_id))
+
+
+class _Failure(Exception):
+    """A command could not do what was asked; the message says why."""
+
+
+Command = Callable[[Store, argparse.Namespace], Awaitable[int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--uri", help="postgresql://... or memory:// (default: PG_CONNECTION_URI, else PGlite)")
+    common.add_argument("--pglite-path", help="PGlite directory (default: TIMESTEP_PGLITE_DIR, else the user data dir)")
+
+    parser = argparse.ArgumentParser(prog="timestep", description="Durable OpenAI Agents runs.", parents=[common])
     parser.add_argument("--version", action="version", version=f"timestep {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    doctor = commands.add_parser("doctor", help="open the store and report what it runs on")
-    doctor.add_argument("--uri", help="postgresql://... or memory:// (default: PG_CONNECTION_URI, else PGlite)")
-    doctor.add_argument("--pglite-path", help="PGlite directory (default: TIMESTEP_PGLITE_DIR, else the user data dir)")
-    args = parser.parse_args(argv)
+    commands.add_parser("doctor", parents=[common], help="open the store and report what it runs on").set_defaults(run=_doctor)
+    sql = commands.add_parser("sql", parents=[common], help="run one SQL statement and print what it returns")
+    sql.add_argument("statement")
+    sql.set_defaults(run=_sql)
+
+    sessions = commands.add_parser("sessions", help="list, show or delete stored sessions").add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = sessions.add_parser("list", parents=[common], help="sessions with item counts, most recently active first")
+    listing.add_argument("--limit", type=int, default=None)
+    listing.set_defaults(run=_sessions_list)
+    show = sessions.add_parser("show", parents=[common], help="the items of one session")
+    show.add_argument("session_id")
+    show.set_defaults(run=_sessions_show)
+    delete = sessions.add_parser("delete", parents=[common], help="delete one session and its items")
+    delete.add_argument("session_id")
+    delete.set_defaults(run=_sessions_delete)
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    async with await open_store(args.uri, pglite_path=args.pglite_path) as store:
+        args.opened_in = time.perf_counter() - started
+        command: Command = args.run
+        return await command(store, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `timestep` console script."""
+    args = _parser().parse_args(argv)
     try:
-        return asyncio.run(_doctor(args.uri, args.pglite_path))
-    except TimestepError as exc:
+        return asyncio.run(_run(args))
+    except (TimestepError, _Failure) as exc:
         print(f"timestep: {exc}", file=sys.stderr)
         return 1
 

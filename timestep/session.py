@@ -21,16 +21,19 @@ from agents.memory.sqlite_session import _await_mutation  # the SDK's own: mutat
 from .errors import InvalidSessionItem
 from .store import Store, default_store
 
-_TOUCH_SESSION = """
-    INSERT INTO agent_sessions (session_id) VALUES ($1)
-    ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
-"""
-# Locks the session row first (above), so concurrent writers to one session take turns and
-# each call's items get contiguous ids, in order.
-_INSERT_ITEMS = """
+# One statement, so atomic by itself and one round trip. The upsert locks the session row
+# before any message id is drawn (the insert's rows come from joining its result), so
+# concurrent writers to one session take turns and each call's items get contiguous ids.
+_ADD_ITEMS = """
+    WITH session AS (
+        INSERT INTO agent_sessions (session_id) VALUES ($1)
+        ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
+        RETURNING session_id
+    )
     INSERT INTO agent_messages (session_id, message_data)
-    SELECT $1, item FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS items (item, n)
-    ORDER BY n
+    SELECT session.session_id, items.item
+    FROM session, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS items (item, n)
+    ORDER BY items.n
 """
 _ALL_ITEMS = "SELECT message_data FROM agent_messages WHERE session_id = $1 ORDER BY id"
 _LATEST_ITEMS = """
@@ -112,9 +115,7 @@ class Session(SessionABC):
             return
         payload = _items_json(items)
         store = await self.store()
-        await _await_mutation(
-            store.execute_batch([(_TOUCH_SESSION, [self.session_id]), (_INSERT_ITEMS, [self.session_id, payload])])
-        )
+        await _await_mutation(store.execute(_ADD_ITEMS, self.session_id, payload))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, atomically; None when the session is empty."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from ..errors import StoreError
-from .base import Statement, Store
+from .base import QueryResult, Statement, Store
 from .datadir import default_pglite_dir
 from .pglite import PGliteStore
 from .postgres import PostgresStore
 from .schema import migrate
 
-__all__ = ["Statement", "Store", "default_store", "open_store"]
+__all__ = ["QueryResult", "Statement", "Store", "default_store", "open_store"]
 
 MEMORY_URI = "memory://"
 

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from ..errors import StoreClosed
 
 Statement = tuple[str, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What one statement returned: column names, rows as tuples, and rows affected."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    affected: int
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
 
 
 class Store(abc.ABC):
@@ -35,8 +48,12 @@ class Store(abc.ABC):
         """Where the data lives, for messages (a directory, `memory://`, or a URI without password)."""
 
     @abc.abstractmethod
+    async def query(self, sql: str, *params: Any) -> QueryResult:
+        """Run one statement; return its columns, rows and the rows it affected (or returned)."""
+
     async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
         """Run one statement and return its rows as dicts."""
+        return (await self.query(sql, *params)).dicts()
 
     async def fetchrow(self, sql: str, *params: Any) -> dict[str, Any] | None:
         """The first row, or None when there is none."""
@@ -48,9 +65,9 @@ class Store(abc.ABC):
         row = await self.fetchrow(sql, *params)
         return None if row is None else next(iter(row.values()), None)
 
-    @abc.abstractmethod
     async def execute(self, sql: str, *params: Any) -> int:
         """Run one statement; return the rows it affected (or returned)."""
+        return (await self.query(sql, *params)).affected
 
     @abc.abstractmethod
     async def execute_batch(self, statements: Iterable[Statement]) -> list[int]:

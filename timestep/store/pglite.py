@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import SidecarError, database_error
 from . import protocol
 from .adapt import RowDecoder, dump_params
-from .base import Statement, Store
+from .base import QueryResult, Statement, Store
 from .datadir import DataDir
 from .sidecar import Sidecar
 
@@ -83,24 +83,17 @@ class PGliteStore(Store):
             raise SidecarError(f"the sidecar refused a request ({reply.code}): {reply.message}")
         return reply
 
-    async def _query(self, sql: str, params: tuple[Any, ...]) -> protocol.Result:
+    async def query(self, sql: str, *params: Any) -> QueryResult:
         texts, types = dump_params(params)
         reply = await self._request(
             lambda request_id: protocol.Query(id=request_id, sql=sql, params=texts, types=types)
         )
         assert isinstance(reply, protocol.Result)
-        return reply
-
-    async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        result = await self._query(sql, params)
-        if not result.rows:
-            return []
-        decoder = RowDecoder(result.types)
-        names = result.names
-        return [dict(zip(names, decoder.decode(row))) for row in result.rows]
-
-    async def execute(self, sql: str, *params: Any) -> int:
-        return (await self._query(sql, params)).affected
+        rows: list[tuple[Any, ...]] = []
+        if reply.rows:
+            decoder = RowDecoder(reply.types)
+            rows = [decoder.decode(row) for row in reply.rows]
+        return QueryResult(reply.names, rows, reply.affected)
 
     async def execute_batch(self, statements: Iterable[Statement]) -> list[int]:
         encoded = []

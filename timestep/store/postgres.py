@@ -13,12 +13,12 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import ConnectionFailed, InvalidParameter, StoreError, database_error
 from .adapt import ADAPTERS, check_params
-from .base import Statement, Store
+from .base import QueryResult, Statement, Store
 
 POOL_MAX = int(os.environ.get("TIMESTEP_PG_POOL_MAX", "10"))
 CONNECT_TIMEOUT = 10
@@ -89,7 +89,6 @@ class PostgresStore(Store):
             kwargs={
                 "autocommit": True,
                 "cursor_factory": psycopg.AsyncRawCursor,
-                "row_factory": dict_row,
                 "context": ADAPTERS,
             },
         )
@@ -108,25 +107,19 @@ class PostgresStore(Store):
             ) from exc
         await conn.close()
 
-    async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+    async def query(self, sql: str, *params: Any) -> QueryResult:
         check_params(params)
         pool = await self._pool()
         async with pool.connection() as conn:
             try:
-                cursor = await conn.execute(sql, params or None)
-                return await cursor.fetchall() if cursor.description else []
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(sql, params or None)
+                if cursor.description is None:
+                    return QueryResult([], [], max(cursor.rowcount, 0))
+                rows = await cursor.fetchall()
             except psycopg.Error as exc:
                 raise translate(exc) from exc
-
-    async def execute(self, sql: str, *params: Any) -> int:
-        check_params(params)
-        pool = await self._pool()
-        async with pool.connection() as conn:
-            try:
-                cursor = await conn.execute(sql, params or None)
-            except psycopg.Error as exc:
-                raise translate(exc) from exc
-            return max(cursor.rowcount, 0)
+            return QueryResult([column.name for column in cursor.description], rows, len(rows))
 
     async def execute_batch(self, statements: Iterable[Statement]) -> list[int]:
         batch: list[tuple[str, Sequence[Any]]] = [(sql, tuple(params)) for sql, params in statements]

@@ -1,0 +1,94 @@
+"""The `timestep` command, run as a user runs it, on both backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from conftest import child_env, require_postgres
+from timestep import open_store
+from timestep.session import Session
+from timestep.store import Store
+
+pytestmark = pytest.mark.anyio
+
+
+def timestep(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "timestep", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=child_env(), timeout=300)
+
+
+@pytest.fixture(params=["pglite", "postgres"])
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, list[str]]]:
+    """A store the test writes through, and the CLI options that reach the same database."""
+    if request.param == "postgres":
+        uri = require_postgres()
+        store, options = await open_store(uri), ["--uri", uri]
+    else:  # the CLI shares this process's running sidecar over its socket
+        store, options = await open_store(pglite_path=tmp_path), ["--pglite-path", str(tmp_path)]
+    yield store, options
+    await store.aclose()
+
+
+async def test_sql_prints_a_table(target: tuple[Store, list[str]]) -> None:
+    _, options = target
+    done = timestep("sql", *options, "SELECT 1 AS one, 'héllo' AS greeting, '{\"a\": [1]}'::jsonb AS doc, NULL AS nothing")
+    assert done.returncode == 0, done.stderr
+    header, rule, row, count = done.stdout.splitlines()
+    assert [cell.strip() for cell in header.split(" | ")] == ["one", "greeting", "doc", "nothing"]
+    assert set(rule) <= {"-", "+"}
+    assert [cell.strip() for cell in row.split(" | ")] == ["1", "héllo", '{"a": [1]}', "NULL"]
+    assert count == "(1 row)"
+
+
+async def test_sql_reports_affected_rows(target: tuple[Store, list[str]]) -> None:
+    store, options = target
+    table = f"cli_{os.getpid()}_{id(store)}"
+    assert timestep("sql", *options, f"CREATE TABLE {table} (v int)").returncode == 0
+    done = timestep("sql", *options, f"INSERT INTO {table} SELECT generate_series(1, 3)")
+    assert done.stdout.strip() == "OK, 3 rows affected"
+    assert await store.fetchval(f"SELECT count(*) FROM {table}") == 3
+    await store.execute(f"DROP TABLE {table}")
+
+
+async def test_bad_sql_is_one_clear_line(target: tuple[Store, list[str]]) -> None:
+    _, options = target
+    done = timestep("sql", *options, "SELEC 1")
+    assert done.returncode == 1
+    assert done.stderr.strip() == 'timestep: [42601] syntax error at or near "SELEC"'
+    assert done.stdout == ""
+
+
+async def test_sessions_list_show_delete(target: tuple[Store, list[str]]) -> None:
+    store, options = target
+    session = Session(store=store)
+    await session.add_items([{"role": "user", "content": "hello 😀"}, {"type": "function_call", "call_id": "c1", "name": "wire_money", "arguments": "{\"amount\": 5}"}])
+
+    listed = timestep("sessions", "list", *options)
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if line.startswith(session.session_id))
+    assert line.split(" | ")[1].strip() == "2"
+
+    shown = timestep("sessions", "show", *options, session.session_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"session {session.session_id}: 2 items" in shown.stdout
+    assert "[1] message role=user" in shown.stdout and '"content": "hello 😀"' in shown.stdout
+    assert "[2] function_call name=wire_money" in shown.stdout
+
+    deleted = timestep("sessions", "delete", *options, session.session_id)
+    assert deleted.returncode == 0 and deleted.stdout.strip() == f"deleted session {session.session_id}"
+    assert await session.get_items() == []
+    for action in ("show", "delete"):
+        missing = timestep("sessions", action, *options, session.session_id)
+        assert missing.returncode == 1
+        assert missing.stderr.strip() == f"timestep: no session {session.session_id!r}; `timestep sessions list` shows the stored ones"
+
+
+def test_usage_errors_exit_non_zero() -> None:
+    done = timestep("sessions")
+    assert done.returncode == 2 and "usage" in done.stderr
