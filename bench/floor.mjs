@@ -1,6 +1,6 @@
 // The floor for bench/store.py: the same operations on PGlite in-process in Node, no sidecar.
 // Prints one JSON object: per-operation times in milliseconds.
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, protocol } from '@electric-sql/pglite';
 
 const [dataDir, warmup, rounds] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
 // The sidecar's settings (sidecar/server.mjs), so the comparison is like for like.
@@ -21,6 +21,12 @@ async function perOp(fn, n) {
 
 await pg.exec('DROP TABLE IF EXISTS floor_rows; CREATE TABLE floor_rows (id bigint, body text)');
 const select1 = await perOp(() => pg.query('SELECT 1', [], { rowMode: 'array' }), rounds);
+// What the sidecar itself does per request: one pipelined wire-protocol message.
+const wire = protocol.serialize;
+const parts = [wire.parse({ text: 'SELECT 1', types: [] }), wire.bind({ values: [] }), wire.describe({ type: 'P' }), wire.execute({}), wire.sync()];
+const message = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+parts.reduce((at, p) => (message.set(p, at), at + p.length), 0);
+const select1Raw = await perOp(() => pg.execProtocol(message), rounds);
 const insert = await perOp((i) => pg.query('INSERT INTO floor_rows VALUES ($1, $2)', [String(i), 'row']), rounds);
 let t = performance.now();
 await pg.transaction(async (tx) => {
@@ -29,4 +35,4 @@ await pg.transaction(async (tx) => {
 const batch10k = performance.now() - t;
 await pg.exec('DROP TABLE floor_rows');
 await pg.close();
-console.log(JSON.stringify({ select1, insert, batch10k }));
+console.log(JSON.stringify({ select1, select1Raw, insert, batch10k }));

@@ -3,7 +3,9 @@
     python bench/store.py [--rounds N] [--warmup N]
 
 Prints, side by side in one run:
-- round trip of `SELECT 1` through the sidecar vs the same query in-process in Node (floor);
+- round trip of `SELECT 1` through the sidecar vs the same query in-process in Node (floor:
+  PGlite's `query()`, as DESIGN.md measured it; and the raw `execProtocol` message the sidecar
+  itself sends, the lower bound of its path);
 - a single-row insert, the same way;
 - 10,000-row insert as one batch, and as 10,000 pipelined single inserts;
 - time to first query on a new data directory and on an existing one;
@@ -143,6 +145,7 @@ async def main(warmup: int, rounds: int) -> None:
     fmt_pg = lambda key, scale=1.0, unit="ms": f"{pg[key] * scale:.3f} {unit}" if key in pg else na  # noqa: E731
     rows = [
         ("SELECT 1 round trip", f"{select_ms:.3f} ms", f"{floor['select1']['median']:.3f} ms", f"{select_ms / floor['select1']['median']:.2f}x (target <= 2x)", fmt_pg("select")),
+        ("  floor via execProtocol", "", f"{floor['select1Raw']['median']:.3f} ms", f"{select_ms / floor['select1Raw']['median']:.2f}x", ""),
         ("single-row INSERT", f"{insert_ms:.3f} ms", f"{floor['insert']['median']:.3f} ms", f"{insert_ms / floor['insert']['median']:.2f}x", fmt_pg("insert")),
         ("10,000 rows, one batch", f"{batch_s:.2f} s", f"{floor['batch10k'] / 1000:.2f} s", f"{batch_s / (floor['batch10k'] / 1000):.2f}x", fmt_pg("batch", 1, "s")),
         ("10,000 pipelined INSERTs", f"{pipelined_s:.2f} s", "", "", fmt_pg("pipelined", 1, "s")),

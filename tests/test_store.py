@@ -174,3 +174,12 @@ async def test_query_reports_columns_rows_and_counts(store: Store, table: str) -
     returned = await store.query(f"UPDATE {table} SET name = upper(name) RETURNING id, name")
     assert sorted(returned.rows) == [(1, "A"), (2, "B")] and returned.affected == 2
     assert returned.dicts()[0].keys() == {"id", "name"}
+
+
+async def test_statements_that_refuse_transaction_blocks_run(store: Store, table: str) -> None:
+    """A single statement runs outside any explicit transaction, so VACUUM works (PGlite has
+    no autovacuum: this is how its dead rows are reclaimed)."""
+    await store.execute(f"CREATE TABLE {table} (v int)")
+    await store.execute(f"INSERT INTO {table} SELECT generate_series(1, 100)")
+    await store.execute(f"DELETE FROM {table}")
+    assert await store.execute(f"VACUUM {table}") == 0
