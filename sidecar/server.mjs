@@ -9,7 +9,8 @@
 //   node server.mjs --memory [--template FILE]       serve an in-memory database
 //   node server.mjs --make-template FILE             write a fresh data dir as .tgz
 //
-// It exits when stdin closes (its parent died or let go), so it never outlives it.
+// When stdin closes (its parent died or let go) it exits, unless processes connected to its
+// socket still use it: then it serves them and exits when the last one leaves.
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -181,7 +182,9 @@ function serve(pg, wire, options, input, output, onEnd) {
     if (!output.destroyed) output.write(encodeFrame(message));
   };
   // One request at a time into PGlite (execProtocol is not re-entrant), in arrival order.
-  const run = (parts) => pg.runExclusive(() => pg.execProtocol(concat(parts), { throwOnError: false }));
+  // syncToFs: false skips a no-op: on a Node directory (and in memory) PostgreSQL's writes
+  // go straight to the files; PGlite's sync step only matters for browser filesystems.
+  const run = (parts) => pg.runExclusive(() => pg.execProtocol(concat(parts), { throwOnError: false, syncToFs: false }));
   const resultReply = (id, result) => ({ type: 'result', id, names: result.names, types: result.types, rows: result.rows, affected: result.affected });
 
   async function handle(request) {
