@@ -183,3 +183,16 @@ async def test_statements_that_refuse_transaction_blocks_run(store: Store, table
     await store.execute(f"INSERT INTO {table} SELECT generate_series(1, 100)")
     await store.execute(f"DELETE FROM {table}")
     assert await store.execute(f"VACUUM {table}") == 0
+
+
+async def test_large_frames_in_flight_both_ways(store: Store) -> None:
+    """Many multi-megabyte requests and replies at once: none waits on another's pipe space."""
+    payload = "x" * 1_000_000
+
+    async def round_trip(i: int) -> int:
+        value = await store.fetchval("SELECT $1::text || repeat('y', 1000000) || $2::text", payload, str(i))
+        assert value.endswith(str(i))
+        return len(value)
+
+    lengths = await asyncio.gather(*(round_trip(i) for i in range(24)))
+    assert lengths == [2_000_000 + len(str(i)) for i in range(24)]

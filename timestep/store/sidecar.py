@@ -65,7 +65,8 @@ class Link:
         self._write = write
         self._reader = reader
         self._stderr = stderr if stderr is not None else collections.deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending map and the failure; held briefly
+        self._write_lock = threading.Lock()  # whole frames, one at a time
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._next_id = 1
         self._failure: SidecarError | None = None
@@ -84,16 +85,24 @@ class Link:
         future: asyncio.Future[protocol.Reply] = loop.create_future()
         with self._lock:
             if self._failure is not None:
-                raise self._failure
+                raise _copy(self._failure)
             request_id = self._next_id
             self._next_id += 1
-            frame = protocol.encode_frame(build(request_id))
             self._pending[request_id] = (loop, future)
-            try:
+        frame = protocol.encode_frame(build(request_id))
+        # Not under self._lock: while a large frame waits for pipe space, the reader thread
+        # must still be able to deliver replies.
+        try:
+            with self._write_lock:
+                if self._failure is not None:  # closed meanwhile: the fd may be gone
+                    raise _copy(self._failure)
                 self._write(frame)
-            except OSError as exc:
+        except (OSError, SidecarError) as exc:
+            with self._lock:
                 self._pending.pop(request_id, None)
-                raise SidecarCrashed(f"cannot write to the {self.describe}: {exc}") from exc
+            if isinstance(exc, SidecarError):
+                raise
+            raise SidecarCrashed(f"cannot write to the {self.describe}: {exc}") from exc
         return await future
 
     def _read_loop(self) -> None:
@@ -151,7 +160,7 @@ class Link:
                 self._failure = error
             pending, self._pending = self._pending, {}
         for waiter in pending.values():
-            _resolve(waiter, error)
+            _resolve(waiter, _copy(error))
 
     def close_now(self) -> None:
         """Let go without waiting: close our end; a child sidecar sees EOF and exits."""
@@ -159,7 +168,8 @@ class Link:
         if self._sock is not None:
             _quietly(lambda: self._sock.shutdown(socket.SHUT_RDWR))  # wakes the reader
         if self.process is not None and self.process.stdin is not None:
-            _quietly(self.process.stdin.close)
+            with self._write_lock:  # no write is using the fd when it closes
+                _quietly(self.process.stdin.close)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Let go and wait until a child sidecar has closed the database or handed it over.
@@ -192,6 +202,11 @@ def _resolve(
         loop.call_soon_threadsafe(settle)
     except RuntimeError:  # that event loop is closed; nobody is waiting any more
         pass
+
+
+def _copy(error: SidecarError) -> SidecarError:
+    """A new instance per raise, so tracebacks of different requests do not pile up on one."""
+    return type(error)(str(error))
 
 
 def _quietly(action: Callable[[], object]) -> None:
