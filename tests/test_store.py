@@ -17,6 +17,8 @@ from timestep.errors import (
 )
 from timestep.store import ConfigurationError, Store
 
+from conftest import require_postgres
+
 pytestmark = pytest.mark.anyio
 
 
@@ -196,3 +198,22 @@ async def test_large_frames_in_flight_both_ways(store: Store) -> None:
 
     lengths = await asyncio.gather(*(round_trip(i) for i in range(24)))
     assert lengths == [2_000_000 + len(str(i)) for i in range(24)]
+
+
+async def test_several_event_loops_at_once_leave_no_connection() -> None:
+    """A PostgreSQL store used from several event loops at once; closed, no connection is left."""
+    import uuid
+
+    base = require_postgres()
+    name = f"ts-{uuid.uuid4().hex[:10]}"
+    separator = "&" if "?" in base else "?"
+    store = await open_store(f"{base}{separator}application_name={name}")
+    try:
+        results = await asyncio.gather(*(asyncio.to_thread(asyncio.run, store.fetchval("SELECT 1")) for _ in range(3)))
+        results += await asyncio.gather(*(store.fetchval("SELECT $1::int", i) for i in range(30)))
+        assert results == [1, 1, 1, *range(30)]
+    finally:
+        await store.aclose()
+    async with await open_store(base) as observer:
+        left = await observer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name)
+    assert left == 0

@@ -65,7 +65,9 @@ class PostgresStore(Store):
     def __init__(self, uri: str) -> None:
         super().__init__()
         self._uri = uri
-        self._pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[Any]] = {}
+        # One pool per event loop, stored as the task that opens it: concurrent first requests
+        # on a loop all await the same task, so a loop never gets two pools.
+        self._pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool[Any]]] = {}
 
     @property
     def location(self) -> str:
@@ -74,11 +76,19 @@ class PostgresStore(Store):
     async def _pool(self) -> AsyncConnectionPool[Any]:
         self._check_open()
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is not None:
-            return pool
-        for stale in [other for other in self._pools if other.is_closed()]:
-            del self._pools[stale]  # its loop is gone; its connections close when collected
+        opening = self._pools.get(loop)
+        if opening is None:
+            for stale in [other for other in self._pools if other.is_closed()]:
+                del self._pools[stale]  # its loop is gone; its connections close when collected
+            opening = self._pools[loop] = loop.create_task(self._open_pool())
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and self._pools.get(loop) is opening:
+                del self._pools[loop]  # it failed: the next request tries again
+            raise
+
+    async def _open_pool(self) -> AsyncConnectionPool[Any]:
         await self._check_reachable()
         pool = AsyncConnectionPool(
             self._uri,
@@ -93,7 +103,6 @@ class PostgresStore(Store):
             },
         )
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        self._pools[loop] = pool
         return pool
 
     async def _check_reachable(self) -> None:
@@ -154,6 +163,10 @@ class PostgresStore(Store):
     async def _close(self) -> None:
         pools, self._pools = self._pools, {}
         loop = asyncio.get_running_loop()
-        for owner, pool in pools.items():
+        for owner, opening in pools.items():
             if owner is loop:
+                try:
+                    pool = await opening
+                except Exception:  # it never opened: nothing to close
+                    continue
                 await pool.close()
