@@ -31,11 +31,12 @@ from typing import Any
 
 from agents.memory import SessionABC, SQLiteSession
 
+from common import postgres_uri
+
 from timestep import open_store
 from timestep.session import Session
 
 LENGTHS = (10, 100, 1000)
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def history_item(n: int) -> dict[str, Any]:
@@ -62,19 +63,6 @@ async def per_turn_ms(make: Callable[[str], SessionABC], length: int, turns: int
         if number >= warmup:
             times.append(elapsed)
     return statistics.median(times) * 1000
-
-
-def postgres_uri() -> str | None:
-    uri = os.environ.get("PG_CONNECTION_URI")
-    if uri:
-        return uri
-    try:
-        import psycopg
-
-        psycopg.connect(LOCAL_PG, connect_timeout=3).close()
-        return LOCAL_PG
-    except Exception:
-        return None
 
 
 async def main(turns: int, warmup: int) -> None:

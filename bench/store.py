@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import postgres_uri
+
 from timestep import open_store
 from timestep.store import Store
 from timestep.store.datadir import Template
@@ -37,7 +39,6 @@ from timestep.store.node import find_node
 from timestep.store.pglite import PGliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 async def per_op_ms(store: Store, sql: str, make_params: Any, warmup: int, rounds: int) -> float:
@@ -88,19 +89,6 @@ def node_floor(data_dir: Path, warmup: int, rounds: int) -> dict[str, Any]:
         capture_output=True, text=True, check=True,
     )
     return json.loads(done.stdout)
-
-
-def postgres_uri() -> str | None:
-    uri = os.environ.get("PG_CONNECTION_URI")
-    if uri:
-        return uri
-    try:
-        import psycopg
-
-        psycopg.connect(LOCAL_PG, connect_timeout=3).close()
-        return LOCAL_PG
-    except Exception:
-        return None
 
 
 async def main(warmup: int, rounds: int) -> None:

@@ -1,0 +1,21 @@
+"""What the bench scripts share."""
+
+from __future__ import annotations
+
+import os
+
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_uri() -> str | None:
+    """PG_CONNECTION_URI, else the machine's local server if it answers, else None."""
+    uri = os.environ.get("PG_CONNECTION_URI")
+    if uri:
+        return uri
+    try:
+        import psycopg
+
+        psycopg.connect(LOCAL_PG, connect_timeout=3).close()
+        return LOCAL_PG
+    except Exception:
+        return None
