@@ -27,8 +27,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
-
 from ..errors import DataDirLocked, SidecarCrashed, SidecarError, SidecarStartFailed
 from . import protocol
 from .datadir import DataDir, Template
@@ -236,7 +234,7 @@ class Sidecar:
     async def request(self, build: Callable[[int], protocol.Request]) -> protocol.Reply:
         link = self._link
         if link is None or not link.alive:
-            link = await anyio.to_thread.run_sync(self._connect)
+            link = await asyncio.to_thread(self._connect)
         return await link.request(build)
 
     def _connect(self) -> Link:
@@ -347,7 +345,7 @@ class Sidecar:
                 await link.request(lambda request_id: protocol.Close(id=request_id))
             except SidecarError:
                 pass
-        await anyio.to_thread.run_sync(link.stop)
+        await asyncio.to_thread(link.stop)
 
     def stop_now(self) -> None:
         """Stop from synchronous code (interpreter exit)."""
