@@ -7,14 +7,19 @@ from typing import TYPE_CHECKING, Any
 from .store import Store, open_store
 
 if TYPE_CHECKING:
+    from .models import MultiModelProvider, MultiModelProviderMap
     from .session import Session
 
-__all__ = ["Session", "Store", "open_store"]
+__all__ = ["MultiModelProvider", "MultiModelProviderMap", "Session", "Store", "open_store"]
 __version__ = "0.1.0"
 
 # Names whose modules import the Agents SDK (~2-3 s) load on first use, so `import timestep`
 # and the `timestep` command stay quick when they are not needed.
-_LAZY = {"Session": "timestep.session"}
+_LAZY = {
+    "MultiModelProvider": "timestep.models",
+    "MultiModelProviderMap": "timestep.models",
+    "Session": "timestep.session",
+}
 
 
 def __getattr__(name: str) -> Any:

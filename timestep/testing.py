@@ -196,7 +196,10 @@ class FakeModelServer:
         handler = type("Handler", (_Handler,), {"script": self._script})
         self._server = ThreadingHTTPServer((self._host, self._port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-model-server", daemon=True)
+        # A short poll interval: stop() waits for serve_forever to notice, up to one interval.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name="fake-model-server", daemon=True
+        )
         self._thread.start()
         return self
 
