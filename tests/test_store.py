@@ -15,7 +15,8 @@ from timestep.errors import (
     UndefinedTable,
     UniqueViolation,
 )
-from timestep.store import ConfigurationError, Store
+from timestep.errors import ConfigurationError
+from timestep.store import Store
 
 from conftest import require_postgres
 

@@ -11,6 +11,10 @@ class StoreError(TimestepError):
     """The storage layer could not do what was asked."""
 
 
+class ConfigurationError(StoreError, ValueError):
+    """The arguments to `open_store` do not name a store timestep can open."""
+
+
 class StoreClosed(StoreError):
     """The store was used after `aclose()`."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import StoreError
+from ..errors import ConfigurationError
 from .base import QueryResult, Statement, Store
 from .datadir import default_pglite_dir
 from .pglite import PGliteStore
@@ -14,10 +14,6 @@ from .schema import migrate
 __all__ = ["QueryResult", "Statement", "Store", "default_store", "open_store"]
 
 MEMORY_URI = "memory://"
-
-
-class ConfigurationError(StoreError, ValueError):
-    """The arguments to `open_store` do not name a store timestep can open."""
 
 
 async def open_store(
