@@ -186,3 +186,48 @@ async def test_clients_are_lazy_reused_per_host_and_closed(servers: dict[str, Fa
     assert cloud._client is not first._client  # type: ignore[attr-defined]
     await routing.aclose()
     assert first._client.is_closed() and cloud._client.is_closed()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("model", "server", "sent_as", "auth"),
+    [
+        ("gpt-4.1", "openai", "gpt-4.1", "Bearer sk-env-openai"),
+        ("openai/gpt-4.1", "openai", "gpt-4.1", "Bearer sk-env-openai"),
+        ("ollama/gpt-oss:20b", "ollama", "gpt-oss:20b", "Bearer ollama"),
+        ("ollama/gpt-oss:20b-cloud", "cloud", "gpt-oss:20b", "Bearer ollama-cloud-key"),
+        ("vllm/Qwen/Qwen3-8B", "vllm", "Qwen/Qwen3-8B", "Bearer vllm-env-key"),
+    ],
+)
+async def test_run_agent_routes_each_prefix(
+    monkeypatch: pytest.MonkeyPatch, servers: dict[str, FakeModelServer], ollama_env: None, model: str, server: str, sent_as: str, auth: str
+) -> None:
+    """run_agent routes by prefix by default: RunConfig()'s SDK provider is extended, not replaced."""
+    from timestep.runner import consume_result, run_agent
+
+    monkeypatch.setenv("OPENAI_BASE_URL", servers["openai"].base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-openai")
+    monkeypatch.setenv("TIMESTEP_PROVIDER_VLLM_BASE_URL", servers["vllm"].base_url)
+    monkeypatch.setenv("TIMESTEP_PROVIDER_VLLM_API_KEY", "vllm-env-key")
+    servers[server].add(call("wire_money", {"amount": 5}), text("Sent."))
+    agent = Agent(name="banker", instructions="help", model=model, tools=[wire_money])
+    result = await consume_result(await run_agent(agent, "send 5", None, stream=True, run_config=RunConfig()))
+    assert result.final_output == "Sent."
+    requests = only_requests(servers, server)
+    assert [(r.model, r.authorization) for r in requests] == [(sent_as, auth)] * 2
+
+
+async def test_run_agent_without_run_config_routes_ollama(servers: dict[str, FakeModelServer], ollama_env: None) -> None:
+    from timestep.runner import run_agent
+
+    servers["ollama"].add(text("hello from ollama"))
+    result = await run_agent(Agent(name="a", model="ollama/llama3.2"), "hi", None)
+    assert result.final_output == "hello from ollama"
+    assert [r.model for r in only_requests(servers, "ollama")] == ["llama3.2"]
+
+
+def test_openai_without_a_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import openai
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(openai.OpenAIError, match="OPENAI_API_KEY"):
+        MultiModelProvider().get_model("gpt-4.1")

@@ -8,9 +8,20 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .models import MultiModelProvider, MultiModelProviderMap
+    from .run_state import RunStateStore
+    from .runner import consume_result, run_agent
     from .session import Session
 
-__all__ = ["MultiModelProvider", "MultiModelProviderMap", "Session", "Store", "open_store"]
+__all__ = [
+    "MultiModelProvider",
+    "MultiModelProviderMap",
+    "RunStateStore",
+    "Session",
+    "Store",
+    "consume_result",
+    "open_store",
+    "run_agent",
+]
 __version__ = "0.1.0"
 
 # Names whose modules import the Agents SDK (~2-3 s) load on first use, so `import timestep`
@@ -18,7 +29,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "MultiModelProvider": "timestep.models",
     "MultiModelProviderMap": "timestep.models",
+    "RunStateStore": "timestep.run_state",
     "Session": "timestep.session",
+    "consume_result": "timestep.runner",
+    "run_agent": "timestep.runner",
 }
 
 

@@ -132,6 +132,15 @@ class InvalidSessionItem(TimestepError, TypeError):
     """A session item cannot be stored as JSON; nothing was written."""
 
 
+class RunStateNotFound(TimestepError, LookupError):
+    """There is no saved state for this run."""
+
+
+class InvalidRunState(TimestepError, ValueError):
+    """A stored run state cannot be resumed (unknown schema version, corrupt JSON, an agent the
+    graph lacks); the stored row is left as it was."""
+
+
 class SidecarError(StoreError):
     """The embedded PGlite sidecar (a Node.js child process) failed."""
 

@@ -194,6 +194,18 @@ class MultiModelProvider(MultiProvider):
             provider_map.add_provider("ollama", OllamaProvider())
         super().__init__(provider_map=provider_map, **kwargs)
 
+    @classmethod
+    def extending(cls, provider: MultiProvider) -> MultiModelProvider:
+        """Prefix routing on top of an SDK `MultiProvider`: its OpenAI provider and its prefix
+        map are kept (its prefixes win), and `ollama/` and the environment's are added."""
+        provider_map = MultiModelProviderMap.from_env()
+        if provider.provider_map is not None:
+            for prefix, mapped in provider.provider_map.get_mapping().items():
+                provider_map.add_provider(prefix, mapped)
+        routing = cls(provider_map=provider_map)
+        routing.openai_provider = provider.openai_provider
+        return routing
+
     def known_prefixes(self) -> list[str]:
         mapped = list(self.provider_map.get_mapping()) if self.provider_map is not None else []
         return sorted({*_SDK_PREFIXES, *mapped})

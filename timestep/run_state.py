@@ -1,0 +1,163 @@
+"""`RunStateStore`: save a paused run, load it later anywhere, resume it.
+
+Each save is a row of `run_states` holding the SDK's own JSON (`RunState.to_json()`, with its
+`$schemaVersion`). Earlier saves of a run stay as history; exactly one row per run is active,
+and `load()` returns it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from agents import Agent
+from agents.run_state import RunState
+
+from .errors import InvalidRunState, RunStateNotFound
+from .store import Store, default_store
+
+SDK = "python"
+
+# Savers of one run take turns (the advisory lock); each statement then sees the other's
+# commit, so the run ends with exactly one active row and every save kept as history.
+_LOCK_RUN = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_RETIRE = "UPDATE run_states SET active = false WHERE run_id = $1 AND active"
+_INSERT = """
+    INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, schema_version, state)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+_ACTIVE = "SELECT id, state FROM run_states WHERE run_id = $1 AND active"
+# Fields every schema version the SDK reads has: their absence means a truncated document.
+_CORE_FIELDS = ("$schemaVersion", "current_turn", "current_agent", "original_input", "model_responses", "generated_items", "max_turns")
+_MARK_RESUMED = "UPDATE run_states SET resumed_at = now() WHERE id = $1"
+_LIST = """
+    SELECT run_id, agent_name, status, pending_approvals, sdk, schema_version,
+           created_at AS saved_at, resumed_at
+    FROM run_states WHERE active ORDER BY created_at DESC, run_id LIMIT $1
+"""
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """One run's active saved state, as `RunStateStore.list_runs` reports it."""
+
+    run_id: str
+    agent_name: str
+    status: str
+    pending_approvals: int
+    sdk: str
+    schema_version: str
+    saved_at: dt.datetime
+    resumed_at: dt.datetime | None
+
+
+class RunStateStore:
+    """Saved states of one run (`session_id`), resumable with `agent`'s graph."""
+
+    def __init__(
+        self,
+        agent: Agent[Any],
+        session_id: str | None = None,
+        *,
+        store: Store | None = None,
+        context_serializer: Any = None,
+        context_deserializer: Any = None,
+        context_override: Any = None,
+    ) -> None:
+        self.agent = agent
+        self.session_id = session_id if session_id is not None else str(uuid.uuid4())
+        self._store = store
+        self._context_serializer = context_serializer
+        self._context_deserializer = context_deserializer
+        self._context_override = context_override
+
+    async def store(self) -> Store:
+        return self._store if self._store is not None else await default_store()
+
+    async def save(self, state: RunState[Any]) -> None:
+        """Save `state` as this run's active state, in one transaction; earlier saves stay as history."""
+        if not isinstance(state, RunState):
+            raise TypeError(
+                f"RunStateStore.save() takes a RunState (from result.to_state()), not {type(state).__name__}"
+            )
+        document = state.to_json(context_serializer=self._context_serializer)
+        pending = len(state.get_interruptions())
+        agent_name = (document.get("current_agent") or {}).get("name") or self.agent.name
+        store = await self.store()
+        await store.execute_batch(
+            [
+                (_LOCK_RUN, [self.session_id]),
+                (_RETIRE, [self.session_id]),
+                (
+                    _INSERT,
+                    [
+                        self.session_id,
+                        agent_name,
+                        "interrupted" if pending else "saved",
+                        pending,
+                        SDK,
+                        str(document.get("$schemaVersion", "")),
+                        document,
+                    ],
+                ),
+            ]
+        )
+
+    async def load(self) -> RunState[Any]:
+        """The active saved state, ready to approve, reject and resume."""
+        store = await self.store()
+        row = await store.fetchrow(_ACTIVE, self.session_id)
+        if row is None:
+            raise RunStateNotFound(
+                f"no saved state for run {self.session_id!r}; save one with RunStateStore.save(result.to_state())"
+            )
+        state = await self._decode(row["state"])
+        await store.execute(_MARK_RESUMED, row["id"])
+        return state
+
+    async def _decode(self, document: Any) -> RunState[Any]:
+        if not isinstance(document, dict):
+            raise InvalidRunState(f"the saved state of run {self.session_id!r} is not a JSON object")
+        missing = [name for name in _CORE_FIELDS if name not in document]
+        if missing:
+            raise InvalidRunState(
+                f"cannot resume run {self.session_id!r}: its saved state is truncated or not a run "
+                f"state (missing {', '.join(missing)})"
+            )
+        try:
+            return await RunState.from_json(
+                self.agent,
+                document,
+                context_override=self._context_override,
+                context_deserializer=self._context_deserializer,
+            )
+        except Exception as exc:  # the SDK refused it; some of its errors are redacted on purpose
+            version = document.get("$schemaVersion")
+            current = (document.get("current_agent") or {}).get("name")
+            raise InvalidRunState(
+                f"cannot resume run {self.session_id!r} (state $schemaVersion {version!r}, current "
+                f"agent {current!r}) with the graph of agent {self.agent.name!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def clear(self) -> int:
+        """Delete every saved state of this run; return how many there were."""
+        store = await self.store()
+        return await store.execute("DELETE FROM run_states WHERE run_id = $1", self.session_id)
+
+    async def history(self) -> list[dict[str, Any]]:
+        """Every save of this run, oldest first (without the state documents)."""
+        store = await self.store()
+        return await store.fetch(
+            "SELECT id, status, pending_approvals, active, created_at, resumed_at FROM run_states "
+            "WHERE run_id = $1 ORDER BY id",
+            self.session_id,
+        )
+
+    @staticmethod
+    async def list_runs(store: Store | None = None, *, limit: int | None = None) -> list[SavedRun]:
+        """Runs with an active saved state, most recently saved first."""
+        store = store if store is not None else await default_store()
+        return [SavedRun(**row) for row in await store.fetch(_LIST, limit)]

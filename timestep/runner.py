@@ -1,0 +1,75 @@
+"""`run_agent` and `consume_result`: Runner.run / run_streamed with a session and prefix routing."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from agents import Agent, RunConfig, Runner, RunResult, RunResultStreaming
+from agents.memory import Session as SessionProtocol
+from agents.models.multi_provider import MultiProvider
+from agents.run import DEFAULT_MAX_TURNS
+from agents.run_state import RunState
+
+from .models import MultiModelProvider
+
+_default_provider: MultiModelProvider | None = None
+_default_provider_lock = threading.Lock()
+
+
+def default_model_provider() -> MultiModelProvider:
+    """One MultiModelProvider per process, so clients are reused across runs."""
+    global _default_provider
+    with _default_provider_lock:
+        if _default_provider is None:
+            _default_provider = MultiModelProvider()
+        return _default_provider
+
+
+def _with_routing(run_config: RunConfig | None) -> RunConfig:
+    """The run config, with prefix routing unless it names a provider of its own.
+
+    The SDK's default `MultiProvider` (which RunConfig() gets) is extended, not replaced: its
+    OpenAI settings and prefix map are kept, and `ollama/` and custom prefixes are added.
+    """
+    if run_config is None:
+        return RunConfig(model_provider=default_model_provider())
+    provider = run_config.model_provider
+    if type(provider) is MultiProvider:
+        return dataclasses.replace(run_config, model_provider=MultiModelProvider.extending(provider))
+    return run_config
+
+
+async def run_agent(
+    agent: Agent[Any],
+    input: str | list[Any] | RunState[Any],
+    session: SessionProtocol | None,
+    stream: bool = False,
+    *,
+    run_config: RunConfig | None = None,
+    context: Any = None,
+    max_turns: int = DEFAULT_MAX_TURNS,
+    hooks: Any = None,
+) -> RunResult | RunResultStreaming:
+    """Run `agent` on `input` (text, input items, or a RunState to resume) with `session`.
+
+    Returns the SDK's result unchanged: a `RunResult`, or with `stream=True` a
+    `RunResultStreaming` (drain it with `consume_result`). SDK exceptions propagate unchanged.
+    """
+    config = _with_routing(run_config)
+    if stream:
+        return Runner.run_streamed(
+            agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
+        )
+    return await Runner.run(
+        agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
+    )
+
+
+async def consume_result(result: RunResult | RunResultStreaming) -> RunResult | RunResultStreaming:
+    """Drain a streamed result's events and return it finished; return any other result as is."""
+    if isinstance(result, RunResultStreaming):
+        async for _ in result.stream_events():
+            pass
+    return result
