@@ -20,7 +20,7 @@ $(READY): pyproject.toml package.json package-lock.json
 	touch $@
 
 demo: $(READY)
-	$(BIN)/timestep doctor
+	$(BIN)/timestep demo
 
 test: $(READY)
 	@uri="$${PG_CONNECTION_URI:-}"; \

@@ -139,6 +139,12 @@ class _Failure(Exception):
 Command = Callable[[Store, argparse.Namespace], Awaitable[int]]
 
 
+async def _demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo_main  # imports the Agents SDK
+
+    return await demo_main(args.uri, args.pglite_path)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--uri", help="postgresql://... or memory:// (default: PG_CONNECTION_URI, else PGlite)")
@@ -147,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="timestep", description="Durable OpenAI Agents runs.", parents=[common])
     parser.add_argument("--version", action="version", version=f"timestep {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("demo", parents=[common], help="a run pauses for approval, is saved, and a second process finishes it").set_defaults(standalone=_demo)
     commands.add_parser("doctor", parents=[common], help="open the store and report what it runs on").set_defaults(run=_doctor)
     sql = commands.add_parser("sql", parents=[common], help="run one SQL statement and print what it returns")
     sql.add_argument("statement")
@@ -177,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `timestep` console script."""
     args = _parser().parse_args(argv)
     try:
+        if hasattr(args, "standalone"):  # opens (and closes) the store itself
+            return asyncio.run(args.standalone(args))
         return asyncio.run(_run(args))
     except (TimestepError, _Failure) as exc:
         print(f"timestep: {exc}", file=sys.stderr)
