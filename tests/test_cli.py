@@ -92,3 +92,56 @@ async def test_sessions_list_show_delete(target: tuple[Store, list[str]]) -> Non
 def test_usage_errors_exit_non_zero() -> None:
     done = timestep("sessions")
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+async def test_runs_list_show_approve_reject_resume(target: tuple[Store, list[str]]) -> None:
+    import banker
+    from timestep.run_state import RunStateStore
+    from timestep.runner import run_agent
+    from timestep.testing import FakeModelServer, calls, text
+
+    store, options = target
+    script = [calls(("wire_money", {"amount": 5}), ("close_account", {"account": "main"})), text("Sent 5; main stays open.")]
+    with FakeModelServer(script) as server:
+        agent = banker.make_agent(server.base_url)
+        session = Session(store=store)
+        result = await run_agent(agent, "send 5 and close main", session)
+        await RunStateStore(agent, session.session_id, store=store).save(result.to_state())
+        run_id = session.session_id
+
+        listed = timestep("runs", "list", *options)
+        line = next(line for line in listed.stdout.splitlines() if line.startswith(run_id))
+        assert [cell.strip() for cell in line.split(" | ")][1:5] == ["banker", "interrupted", "2", "python"]
+
+        shown = timestep("runs", "show", *options, run_id)
+        assert shown.returncode == 0, shown.stderr
+        assert "2 tool calls waiting for approval" in shown.stdout
+        assert "call_1_0: wire_money  [undecided]" in shown.stdout and '"amount": 5' in shown.stdout
+        assert "call_1_1: close_account  [undecided]" in shown.stdout
+
+        assert timestep("runs", "approve", *options, run_id, "--call", "call_1_0").returncode == 0
+        rejected = timestep("runs", "reject", *options, run_id, "--call", "call_1_1", "--message", "Not today.")
+        assert rejected.stdout.startswith("rejected call_1_1")
+        assert "[rejected (Not today.)]" in timestep("runs", "show", *options, run_id).stdout
+
+        missing = timestep("runs", "approve", *options, run_id, "--call", "call_9")
+        assert missing.returncode == 1 and "pending: call_1_0, call_1_1" in missing.stderr
+
+        resumed = subprocess.run(
+            [sys.executable, "-m", "timestep", "runs", "resume", *options, run_id, "--agent", "banker:make_agent"],
+            capture_output=True, text=True, timeout=300,
+            env=child_env(FAKE_MODEL_URL=server.base_url, PYTHONPATH=str(Path(banker.__file__).parent) + os.pathsep + child_env()["PYTHONPATH"]),
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.stdout.strip() == f"run {run_id} finished: Sent 5; main stays open."
+        second = server.requests[1].text()
+        assert "sent 5" in second and "Not today." in second and "closed main" not in second
+    assert [r.status for r in await RunStateStore.list_runs(store) if r.run_id == run_id] == ["saved"]
+
+
+def test_runs_errors_are_one_line() -> None:
+    done = timestep("runs", "show", "--uri", "memory://", "no-such-run")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "timestep: no saved state for run 'no-such-run'; `timestep runs list` shows the saved runs"
+    bad_agent = timestep("runs", "resume", "--uri", "memory://", "x", "--agent", "nodots")
+    assert bad_agent.returncode == 1 and "module:attribute" in bad_agent.stderr

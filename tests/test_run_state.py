@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,7 @@ def test_two_processes_saving_one_run_at_once(target: str, tmp_path: Path) -> No
         asyncio.run(main())
         """
     )
-    run_id = f"race-{tmp_path.name}"
+    run_id = f"race-{uuid.uuid4()}"
     children = [
         subprocess.Popen([sys.executable, "-c", saver, target, run_id, str(Path(banker.__file__).parent)], stderr=subprocess.PIPE, text=True, env=child_env())
         for _ in range(3)

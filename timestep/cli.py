@@ -139,6 +139,90 @@ class _Failure(Exception):
 Command = Callable[[Store, argparse.Namespace], Awaitable[int]]
 
 
+# The run commands import the Agents SDK when they run, as the session commands do.
+
+
+async def _runs_list(store: Store, args: argparse.Namespace) -> int:
+    from .run_state import RunStateStore
+
+    runs = await RunStateStore.list_runs(store, limit=args.limit)
+    print_table(
+        ["run_id", "agent", "status", "pending", "sdk", "saved_at"],
+        [(r.run_id, r.agent_name, r.status, r.pending_approvals, r.sdk, r.saved_at) for r in runs],
+    )
+    return 0
+
+
+async def _runs_show(store: Store, args: argparse.Namespace) -> int:
+    from .run_state import RunStateStore
+
+    calls = await RunStateStore.pending_calls(args.run_id, store)
+    print(f"run {args.run_id}: {len(calls)} tool call{'' if len(calls) == 1 else 's'} waiting for approval")
+    for call in calls:
+        decision = "undecided"
+        if call.decision is not None:
+            decision = "approved" if call.decision.get("approved") else f"rejected ({call.decision.get('message') or 'no message'})"
+        print(f"\n  {call.call_id}: {call.tool}  [{decision}]")
+        arguments = call.arguments
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                pass
+        print("  " + json.dumps(arguments, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+    return 0
+
+
+async def _runs_decide(store: Store, args: argparse.Namespace) -> int:
+    from .run_state import RunStateStore
+
+    approve = args.action == "approve"
+    decided = await RunStateStore.decide(
+        args.run_id, approve=approve, call_id=args.call, message=getattr(args, "message", None), store=store
+    )
+    verb = "approved" if approve else "rejected"
+    print(f"{verb} {', '.join(decided)} in run {args.run_id}; `timestep runs resume {args.run_id} --agent ...` continues it")
+    return 0
+
+
+async def _runs_resume(store: Store, args: argparse.Namespace) -> int:
+    from .run_state import RunStateStore
+    from .runner import consume_result, run_agent
+    from .session import Session
+
+    agent = _import_agent(args.agent)
+    runs = RunStateStore(agent, args.run_id, store=store)
+    state = await runs.load()
+    result = await consume_result(await run_agent(agent, state, Session(args.run_id, store=store)))
+    await runs.save(result.to_state())
+    if result.interruptions:
+        names = ", ".join(f"{i.raw_item.call_id} ({i.raw_item.name})" for i in result.interruptions)
+        print(f"run {args.run_id} paused again, waiting for approval of: {names}")
+    else:
+        print(f"run {args.run_id} finished: {result.final_output}")
+    return 0
+
+
+def _import_agent(spec: str) -> Any:
+    """`package.module:attribute` -> the Agent it names."""
+    import importlib
+
+    from agents import Agent
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise _Failure(f"--agent takes module:attribute (e.g. myapp.agents:banker), not {spec!r}")
+    try:
+        value = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise _Failure(f"cannot import the agent {spec!r}: {exc}") from exc
+    if callable(value) and not isinstance(value, Agent):
+        value = value()
+    if not isinstance(value, Agent):
+        raise _Failure(f"{spec!r} is a {type(value).__name__}, not an Agent")
+    return value
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main  # imports the Agents SDK
 
@@ -169,6 +253,25 @@ def _parser() -> argparse.ArgumentParser:
     delete = sessions.add_parser("delete", parents=[common], help="delete one session and its items")
     delete.add_argument("session_id")
     delete.set_defaults(run=_sessions_delete)
+
+    runs = commands.add_parser("runs", help="list, show, approve, reject or resume saved runs").add_subparsers(dest="action", required=True, metavar="ACTION")
+    run_list = runs.add_parser("list", parents=[common], help="runs with a saved state: status, pending approvals, saved at")
+    run_list.add_argument("--limit", type=int, default=None)
+    run_list.set_defaults(run=_runs_list)
+    run_show = runs.add_parser("show", parents=[common], help="the tool calls a run waits on, with their arguments")
+    run_show.add_argument("run_id")
+    run_show.set_defaults(run=_runs_show)
+    for action, text in (("approve", "approve pending tool calls (all, or --call)"), ("reject", "reject pending tool calls (all, or --call)")):
+        decide = runs.add_parser(action, parents=[common], help=text)
+        decide.add_argument("run_id")
+        decide.add_argument("--call", help="one call id (default: every pending call)")
+        if action == "reject":
+            decide.add_argument("--message", help="what the model is told instead of the tool's output")
+        decide.set_defaults(run=_runs_decide)
+    run_resume = runs.add_parser("resume", parents=[common], help="load a run, apply decisions, run to the next pause or the end")
+    run_resume.add_argument("run_id")
+    run_resume.add_argument("--agent", required=True, help="module:attribute naming the Agent (or a function returning it)")
+    run_resume.set_defaults(run=_runs_resume)
     return parser
 
 

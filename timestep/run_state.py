@@ -28,7 +28,7 @@ _INSERT = """
     INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, schema_version, state)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
-_ACTIVE = "SELECT id, state FROM run_states WHERE run_id = $1 AND active"
+_ACTIVE = "SELECT id, state, decisions FROM run_states WHERE run_id = $1 AND active"
 # Fields every schema version the SDK reads has: their absence means a truncated document.
 _CORE_FIELDS = ("$schemaVersion", "current_turn", "current_agent", "original_input", "model_responses", "generated_items", "max_turns")
 _MARK_RESUMED = "UPDATE run_states SET resumed_at = now() WHERE id = $1"
@@ -51,6 +51,16 @@ class SavedRun:
     schema_version: str
     saved_at: dt.datetime
     resumed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    """A tool call waiting for approval in a saved run."""
+
+    call_id: str
+    tool: str
+    arguments: Any
+    decision: dict[str, Any] | None
 
 
 class RunStateStore:
@@ -114,6 +124,14 @@ class RunStateStore:
                 f"no saved state for run {self.session_id!r}; save one with RunStateStore.save(result.to_state())"
             )
         state = await self._decode(row["state"])
+        for item in state.get_interruptions():
+            decision = row["decisions"].get(getattr(item.raw_item, "call_id", None) or "")
+            if decision is None:
+                continue
+            if decision.get("approved"):
+                state.approve(item)
+            else:
+                state.reject(item, rejection_message=decision.get("message"))
         await store.execute(_MARK_RESUMED, row["id"])
         return state
 
@@ -155,6 +173,56 @@ class RunStateStore:
             "WHERE run_id = $1 ORDER BY id",
             self.session_id,
         )
+
+    @staticmethod
+    async def pending_calls(run_id: str, store: Store | None = None) -> list[PendingCall]:
+        """The tool calls waiting for approval in a run's active state, with any decision
+        recorded for them; read from the stored JSON, no agent graph needed."""
+        store = store if store is not None else await default_store()
+        row = await store.fetchrow(_ACTIVE, run_id)
+        if row is None:
+            raise RunStateNotFound(f"no saved state for run {run_id!r}; `timestep runs list` shows the saved runs")
+        step = row["state"].get("current_step") or {}
+        interruptions = (step.get("data") or {}).get("interruptions") or [] if step.get("type") == "next_step_interruption" else []
+        calls = []
+        for interruption in interruptions:
+            raw = interruption.get("raw_item") or {}
+            call_id = raw.get("call_id") or raw.get("id") or ""
+            calls.append(
+                PendingCall(
+                    call_id=call_id,
+                    tool=interruption.get("tool_name") or raw.get("name") or "?",
+                    arguments=raw.get("arguments"),
+                    decision=row["decisions"].get(call_id),
+                )
+            )
+        return calls
+
+    @staticmethod
+    async def decide(
+        run_id: str,
+        *,
+        approve: bool,
+        call_id: str | None = None,
+        message: str | None = None,
+        store: Store | None = None,
+    ) -> list[str]:
+        """Record approval (or rejection, with `message`) of one pending call, or of all of them;
+        applied when the run is next loaded. Returns the call ids decided."""
+        store = store if store is not None else await default_store()
+        pending = [call.call_id for call in await RunStateStore.pending_calls(run_id, store)]
+        if not pending:
+            raise InvalidRunState(f"run {run_id!r} has no tool call waiting for approval")
+        if call_id is not None and call_id not in pending:
+            raise InvalidRunState(f"run {run_id!r} has no pending call {call_id!r}; pending: {', '.join(pending)}")
+        chosen = [call_id] if call_id is not None else pending
+        decision: dict[str, Any] = {"approved": True} if approve else {"approved": False, "message": message}
+        await store.execute(
+            "UPDATE run_states SET decisions = decisions || $2 WHERE run_id = $1 AND active",
+            run_id,
+            {chosen_id: decision for chosen_id in chosen},
+        )
+        return chosen
 
     @staticmethod
     async def list_runs(store: Store | None = None, *, limit: int | None = None) -> list[SavedRun]:

@@ -51,6 +51,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX run_states_run_id_id ON run_states (run_id, id);
         """,
     ),
+    (
+        3,
+        """
+        -- Approvals and rejections recorded without the agent graph (timestep runs approve /
+        -- reject): call id -> {"approved": true} or {"approved": false, "message": ...}.
+        -- RunStateStore.load() applies them with the SDK's own approve() / reject().
+        ALTER TABLE run_states ADD COLUMN decisions jsonb NOT NULL DEFAULT '{}';
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
