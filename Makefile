@@ -31,6 +31,7 @@ test: $(READY)
 bench: $(READY)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/session.py
+	$(BIN)/python bench/runs.py
 
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .hypothesis

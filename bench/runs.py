@@ -1,0 +1,119 @@
+"""Durable-run benchmark: saving and loading a paused run, beside serialization alone.
+
+    python bench/runs.py [--rounds N]
+
+For a run paused for approval after 10 and after 100 turns (each turn a tool call and its
+output), measures, median ms:
+- the floor: `RunState.to_json()` (what a save must do) and `RunState.from_json()` (a load);
+- `RunStateStore.save()` of a paused run (a new run each round) and `RunStateStore.load()`,
+  on PGlite and on PostgreSQL.
+Target (issue 4): store overhead <= 2x the serialization floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from agents import Agent, Runner, function_tool
+from agents.run_state import RunState
+from agents.testing import ScriptedModel, function_call
+from common import postgres_uri
+
+from timestep import open_store
+from timestep.run_state import RunStateStore
+
+
+@function_tool
+def lookup(n: int) -> str:
+    """Look something up."""
+    return f"record {n}: " + "details " * 20
+
+
+@function_tool(needs_approval=True)
+def wire_money(amount: float) -> str:
+    """Send money."""
+    return "sent"
+
+
+async def paused_state(turns: int) -> tuple[Agent[Any], RunState[Any]]:
+    steps = [[function_call("lookup", {"n": n}, call_id=f"call_{n}")] for n in range(turns - 1)]
+    steps.append([function_call("wire_money", {"amount": 5}, call_id="call_pay")])
+    agent = Agent(name="banker", instructions="help", model=ScriptedModel(steps), tools=[lookup, wire_money])
+    result = await Runner.run(agent, "look things up, then pay", max_turns=turns + 5)
+    assert len(result.interruptions) == 1
+    return agent, result.to_state()
+
+
+async def median_ms(operation: Callable[[], Awaitable[Any]], rounds: int) -> float:
+    for _ in range(max(rounds // 5, 3)):
+        await operation()
+    times = []
+    for _ in range(rounds):
+        begin = time.perf_counter()
+        await operation()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times) * 1000
+
+
+async def main(rounds: int) -> None:
+    from agents import set_tracing_disabled
+
+    set_tracing_disabled(True)
+    work = Path(tempfile.mkdtemp(prefix="timestep-bench-runs-"))
+    os.environ.setdefault("TIMESTEP_CACHE_DIR", str(work / "cache"))
+    stores = {"PGlite": await open_store(pglite_path=work / "pglite")}
+    uri = postgres_uri()
+    if uri:
+        stores["PostgreSQL"] = await open_store(uri)
+    rows = []
+    try:
+        for turns in (10, 100):
+            agent, state = await paused_state(turns)
+            document = state.to_json()
+            size_kb = len(str(document)) / 1024
+
+            async def to_json() -> None:
+                state.to_json()
+
+            async def from_json() -> None:
+                await RunState.from_json(agent, document)
+
+            floor_save = await median_ms(to_json, rounds)
+            floor_load = await median_ms(from_json, rounds)
+            rows.append([f"{turns} turns (~{size_kb:.0f} KB)", "to_json / from_json (floor)", f"{floor_save:.2f}", f"{floor_load:.2f}", "", ""])
+            for name, store in stores.items():
+                # Each save is a new paused run (a run is saved a handful of times, not hundreds).
+                save = await median_ms(lambda: RunStateStore(agent, f"bench-{uuid.uuid4()}", store=store).save(state), rounds)
+                runs = RunStateStore(agent, f"bench-{uuid.uuid4()}", store=store)
+                await runs.save(state)
+                load = await median_ms(runs.load, rounds)
+                rows.append(["", f"RunStateStore on {name}", f"{save:.2f}", f"{load:.2f}", f"{save / floor_save:.2f}x", f"{load / floor_load:.2f}x"])
+                await store.execute("DELETE FROM run_states WHERE run_id LIKE 'bench-%'")
+    finally:
+        for store in stores.values():
+            await store.aclose()
+
+    print(f"timestep durable-run benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; median ms of {rounds}")
+    header = ["paused run", "what", "save ms", "load ms", "save / floor", "load / floor"]
+    rows.append(["", "target", "", "", "<= 2x", "<= 2x"])
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    if not uri:
+        print("(no PostgreSQL: set PG_CONNECTION_URI for the PostgreSQL rows)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=50)
+    asyncio.run(main(parser.parse_args().rounds))
