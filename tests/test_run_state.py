@@ -237,26 +237,24 @@ async def test_context_serializer_and_deserializer_pass_through(store: Store) ->
         owner: str
         limit: int
 
-    with FakeModelServer([call("wire_money", {"amount": 5})]) as server:
-        agent = banker.make_agent(server.base_url)
-        result = await run_agent(agent, "send 5", None, context=Account("ada", 100))
     seen: list[Any] = []
 
     def serialize(value: Any) -> dict[str, Any]:
         seen.append(value)
         return {"owner": value.owner, "limit": value.limit}
 
-    runs = RunStateStore(agent, store=store, context_serializer=serialize, context_deserializer=lambda data: Account(**data))
-    await runs.save(result.to_state())
-    assert seen == [Account("ada", 100)]
+    with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent."), text("Sent.")]) as server:
+        agent = banker.make_agent(server.base_url)
+        result = await run_agent(agent, "send 5", None, context=Account("ada", 100))
+        runs = RunStateStore(agent, store=store, context_serializer=serialize, context_deserializer=lambda data: Account(**data))
+        await runs.save(result.to_state())
+        assert seen == [Account("ada", 100)]
 
-    async def resumed_context(loader: RunStateStore) -> Any:
-        state = await loader.load()
-        state.approve(state.get_interruptions()[0])
-        with FakeModelServer([text("Sent.")]) as server:
-            resumed = await run_agent(banker.make_agent(server.base_url), state, None)
-        return resumed.context_wrapper.context
+        async def resumed_context(loader: RunStateStore) -> Any:
+            state = await loader.load()
+            state.approve(state.get_interruptions()[0])
+            return (await run_agent(agent, state, None)).context_wrapper.context
 
-    assert await resumed_context(runs) == Account("ada", 100)
-    override = RunStateStore(agent, runs.session_id, store=store, context_override=Account("bob", 1))
-    assert await resumed_context(override) == Account("bob", 1)
+        assert await resumed_context(runs) == Account("ada", 100)
+        override = RunStateStore(agent, runs.session_id, store=store, context_override=Account("bob", 1))
+        assert await resumed_context(override) == Account("bob", 1)
