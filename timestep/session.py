@@ -48,6 +48,10 @@ _POP_ITEM = """
     )
     RETURNING message_data
 """
+_DELETE_SESSION = [  # messages first, then the session: as the SDK's SQLiteSession does
+    "DELETE FROM agent_messages WHERE session_id = $1",
+    "DELETE FROM agent_sessions WHERE session_id = $1",
+]
 _LIST_SESSIONS = """
     SELECT s.session_id,
            (SELECT count(*) FROM agent_messages m WHERE m.session_id = s.session_id) AS items,
@@ -126,14 +130,7 @@ class Session(SessionABC):
     async def clear_session(self) -> None:
         """Delete every item of this session, and the session itself."""
         store = await self.store()
-        await _await_mutation(
-            store.execute_batch(
-                [
-                    ("DELETE FROM agent_messages WHERE session_id = $1", [self.session_id]),
-                    ("DELETE FROM agent_sessions WHERE session_id = $1", [self.session_id]),
-                ]
-            )
-        )
+        await _await_mutation(store.execute_batch([(sql, [self.session_id]) for sql in _DELETE_SESSION]))
 
     @staticmethod
     async def list_sessions(store: Store | None = None, *, limit: int | None = None) -> list[SessionInfo]:
@@ -146,12 +143,7 @@ class Session(SessionABC):
     async def delete_session(session_id: str, store: Store | None = None) -> bool:
         """Delete a session and its items; False if there was no such session."""
         store = store if store is not None else await default_store()
-        deleted = await store.execute_batch(
-            [
-                ("DELETE FROM agent_messages WHERE session_id = $1", [session_id]),
-                ("DELETE FROM agent_sessions WHERE session_id = $1", [session_id]),
-            ]
-        )
+        deleted = await store.execute_batch([(sql, [session_id]) for sql in _DELETE_SESSION])
         return deleted[1] > 0
 
     def __repr__(self) -> str:
