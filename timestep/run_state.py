@@ -16,7 +16,8 @@ from agents import Agent
 from agents.run_state import RunState
 
 from .errors import InvalidRunState, RunStateNotFound
-from .store import Store, default_store
+from .store import Store
+from .store.default import store_or_default
 
 SDK = "python"
 
@@ -84,7 +85,7 @@ class RunStateStore:
         self._context_override = context_override
 
     async def store(self) -> Store:
-        return self._store if self._store is not None else await default_store()
+        return await store_or_default(self._store)
 
     async def save(self, state: RunState[Any]) -> None:
         """Save `state` as this run's active state, in one transaction; earlier saves stay as history."""
@@ -178,7 +179,7 @@ class RunStateStore:
     async def pending_calls(run_id: str, store: Store | None = None) -> list[PendingCall]:
         """The tool calls waiting for approval in a run's active state, with any decision
         recorded for them; read from the stored JSON, no agent graph needed."""
-        store = store if store is not None else await default_store()
+        store = await store_or_default(store)
         row = await store.fetchrow(_ACTIVE, run_id)
         if row is None:
             raise RunStateNotFound(f"no saved state for run {run_id!r}; `timestep runs list` shows the saved runs")
@@ -209,7 +210,7 @@ class RunStateStore:
     ) -> list[str]:
         """Record approval (or rejection, with `message`) of one pending call, or of all of them;
         applied when the run is next loaded. Returns the call ids decided."""
-        store = store if store is not None else await default_store()
+        store = await store_or_default(store)
         pending = [call.call_id for call in await RunStateStore.pending_calls(run_id, store)]
         if not pending:
             raise InvalidRunState(f"run {run_id!r} has no tool call waiting for approval")
@@ -227,5 +228,5 @@ class RunStateStore:
     @staticmethod
     async def list_runs(store: Store | None = None, *, limit: int | None = None) -> list[SavedRun]:
         """Runs with an active saved state, most recently saved first."""
-        store = store if store is not None else await default_store()
+        store = await store_or_default(store)
         return [SavedRun(**row) for row in await store.fetch(_LIST, limit)]

@@ -19,7 +19,8 @@ from agents.memory.session_settings import coerce_session_settings, resolve_sess
 from agents.memory.sqlite_session import _await_mutation  # the SDK's own: mutations outlive cancellation
 
 from .errors import InvalidSessionItem
-from .store import Store, default_store
+from .store import Store
+from .store.default import store_or_default
 
 # One statement, so atomic by itself and one round trip. The upsert locks the session row
 # before any message id is drawn (the insert's rows come from joining its result), so
@@ -99,7 +100,7 @@ class Session(SessionABC):
 
     async def store(self) -> Store:
         """The store this session lives in."""
-        return self._store if self._store is not None else await default_store()
+        return await store_or_default(self._store)
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The latest `limit` items (else `session_settings.limit`, else all), oldest first."""
@@ -135,14 +136,14 @@ class Session(SessionABC):
     @staticmethod
     async def list_sessions(store: Store | None = None, *, limit: int | None = None) -> list[SessionInfo]:
         """Stored sessions with their item counts, most recently active first."""
-        store = store if store is not None else await default_store()
+        store = await store_or_default(store)
         rows = await store.fetch(_LIST_SESSIONS, limit)
         return [SessionInfo(**row) for row in rows]
 
     @staticmethod
     async def delete_session(session_id: str, store: Store | None = None) -> bool:
         """Delete a session and its items; False if there was no such session."""
-        store = store if store is not None else await default_store()
+        store = await store_or_default(store)
         deleted = await store.execute_batch([(sql, [session_id]) for sql in _DELETE_SESSION])
         return deleted[1] > 0
 

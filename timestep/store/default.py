@@ -29,3 +29,8 @@ async def default_store() -> Store:
         winner = _default
     await opened.aclose()
     return winner
+
+
+async def store_or_default(store: Store | None) -> Store:
+    """`store` if one was given, else the process-wide default store."""
+    return store if store is not None else await default_store()
