@@ -31,3 +31,14 @@ def close_account(account: str) -> str:
 def make_agent(base_url: str | None = None) -> Agent:
     client = AsyncOpenAI(base_url=base_url or os.environ["FAKE_MODEL_URL"], api_key="fake-key", max_retries=0)
     return Agent(name="banker", instructions="help", model=OpenAIResponsesModel(model="gpt-4.1", openai_client=client), tools=[wire_money, close_account])
+
+
+def make_triage(base_url: str | None = None) -> Agent:
+    """`triage` hands off to `banker`: the graph for a run that changes agent before it pauses."""
+    banker = make_agent(base_url)
+    return Agent(name="triage", instructions="route", model=banker.model, handoffs=[banker])
+
+
+def make_graph(name: str, base_url: str | None = None) -> Agent:
+    """The entry agent of graph `name` ("banker" or "triage")."""
+    return {"banker": make_agent, "triage": make_triage}[name](base_url)

@@ -1,4 +1,4 @@
-"""The `timestep` command: doctor, sql, sessions.
+"""The `timestep` command: demo, doctor, serve, sql, sessions, runs.
 
 Every command takes `--uri` / `--pglite-path` (default: PG_CONNECTION_URI, else PGlite in the
 default directory). Errors print one line to stderr and exit 1.
@@ -223,6 +223,22 @@ def _import_agent(spec: str) -> Any:
     return value
 
 
+async def _serve(store: Store, args: argparse.Namespace) -> int:
+    """Keep the embedded database open, so other processes (the JavaScript module, say) can
+    reach it through the sidecar's socket, until interrupted."""
+    import signal
+
+    if not isinstance(store, PGliteStore) or store.sidecar.data_dir is None:
+        raise _Failure("`timestep serve` shares an embedded PGlite directory; PostgreSQL and memory:// need no server from timestep")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"serving {store.location} on {store.sidecar.data_dir.socket}; stop with Ctrl-C", flush=True)
+    await stop.wait()
+    return 0
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main  # imports the Agents SDK
 
@@ -239,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("demo", parents=[common], help="a run pauses for approval, is saved, and a second process finishes it").set_defaults(standalone=_demo)
     commands.add_parser("doctor", parents=[common], help="open the store and report what it runs on").set_defaults(run=_doctor)
+    commands.add_parser("serve", parents=[common], help="keep the PGlite database open for other processes (e.g. Node) until Ctrl-C").set_defaults(run=_serve)
     sql = commands.add_parser("sql", parents=[common], help="run one SQL statement and print what it returns")
     sql.add_argument("statement")
     sql.set_defaults(run=_sql)

@@ -141,6 +141,15 @@ class InvalidRunState(TimestepError, ValueError):
     graph lacks); the stored row is left as it was."""
 
 
+class UnconvertibleRunState(InvalidRunState):
+    """A run state holds something the other language's SDK has no counterpart for (the
+    message names the field); resume it in the SDK that paused it."""
+
+
+class UnsupportedSchemaVersion(InvalidRunState):
+    """A run state's `$schemaVersion` is not one of the pairs `timestep.crosslang` converts."""
+
+
 class SidecarError(StoreError):
     """The embedded PGlite sidecar (a Node.js child process) failed."""
 

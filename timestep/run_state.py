@@ -1,8 +1,9 @@
 """`RunStateStore`: save a paused run, load it later anywhere, resume it.
 
 Each save is a row of `run_states` holding the SDK's own JSON (`RunState.to_json()`, with its
-`$schemaVersion`). Earlier saves of a run stay as history; exactly one row per run is active,
-and `load()` returns it.
+`$schemaVersion`) and the same state converted for the JavaScript SDK (`timestep.crosslang`),
+so the run resumes in either language. Earlier saves of a run stay as history; exactly one row
+per run is active, and `load()` returns it, converting a state the JavaScript SDK saved.
 """
 
 from __future__ import annotations
@@ -12,29 +13,33 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import agents
 from agents import Agent
 from agents.run_state import RunState
 
+from .crosslang import js_to_python, python_to_js
 from .errors import InvalidRunState, RunStateNotFound
 from .store import Store
 from .store.default import store_or_default
 
 SDK = "python"
+SDK_VERSION = f"openai-agents {agents.__version__}"
 
 # Savers of one run take turns (the advisory lock); each statement then sees the other's
 # commit, so the run ends with exactly one active row and every save kept as history.
 _LOCK_RUN = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 _RETIRE = "UPDATE run_states SET active = false WHERE run_id = $1 AND active"
 _INSERT = """
-    INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, schema_version, state)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version, schema_version,
+                            state, state_js, conversion_error)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
-_ACTIVE = "SELECT id, state, decisions FROM run_states WHERE run_id = $1 AND active"
+_ACTIVE = "SELECT id, sdk, state, state_js, decisions FROM run_states WHERE run_id = $1 AND active"
 # Fields every schema version the SDK reads has: their absence means a truncated document.
 _CORE_FIELDS = ("$schemaVersion", "current_turn", "current_agent", "original_input", "model_responses", "generated_items", "max_turns")
 _MARK_RESUMED = "UPDATE run_states SET resumed_at = now() WHERE id = $1"
 _LIST = """
-    SELECT run_id, agent_name, status, pending_approvals, sdk, schema_version,
+    SELECT run_id, agent_name, status, pending_approvals, sdk, sdk_version, schema_version,
            created_at AS saved_at, resumed_at
     FROM run_states WHERE active ORDER BY created_at DESC, run_id LIMIT $1
 """
@@ -48,7 +53,8 @@ class SavedRun:
     agent_name: str
     status: str
     pending_approvals: int
-    sdk: str
+    sdk: str  # which SDK saved it: "python" or "javascript"
+    sdk_version: str | None  # e.g. "openai-agents 0.24.0" or "@openai/agents 0.20.0"
     schema_version: str
     saved_at: dt.datetime
     resumed_at: dt.datetime | None
@@ -94,6 +100,10 @@ class RunStateStore:
                 f"RunStateStore.save() takes a RunState (from result.to_state()), not {type(state).__name__}"
             )
         document = state.to_json(context_serializer=self._context_serializer)
+        try:
+            js_document, conversion_error = python_to_js(document), None
+        except InvalidRunState as exc:  # still saved: it resumes in Python; JS gets the reason
+            js_document, conversion_error = None, str(exc)
         pending = len(state.get_interruptions())
         agent_name = (document.get("current_agent") or {}).get("name") or self.agent.name
         store = await self.store()
@@ -109,8 +119,11 @@ class RunStateStore:
                         "interrupted" if pending else "saved",
                         pending,
                         SDK,
+                        SDK_VERSION,
                         str(document.get("$schemaVersion", "")),
                         document,
+                        js_document,
+                        conversion_error,
                     ],
                 ),
             ]
@@ -124,7 +137,7 @@ class RunStateStore:
             raise RunStateNotFound(
                 f"no saved state for run {self.session_id!r}; save one with RunStateStore.save(result.to_state())"
             )
-        state = await self._decode(row["state"])
+        state = await self._decode(_python_document(row, self.session_id))
         for item in state.get_interruptions():
             decision = row["decisions"].get(getattr(item.raw_item, "call_id", None) or "")
             if decision is None:
@@ -183,7 +196,7 @@ class RunStateStore:
         row = await store.fetchrow(_ACTIVE, run_id)
         if row is None:
             raise RunStateNotFound(f"no saved state for run {run_id!r}; `timestep runs list` shows the saved runs")
-        step = row["state"].get("current_step") or {}
+        step = _python_document(row, run_id).get("current_step") or {}
         interruptions = (step.get("data") or {}).get("interruptions") or [] if step.get("type") == "next_step_interruption" else []
         calls = []
         for interruption in interruptions:
@@ -230,3 +243,13 @@ class RunStateStore:
         """Runs with an active saved state, most recently saved first."""
         store = await store_or_default(store)
         return [SavedRun(**row) for row in await store.fetch(_LIST, limit)]
+
+
+def _python_document(row: dict[str, Any], run_id: str) -> Any:
+    """The Python form of a saved state: as saved, or converted from the JavaScript SDK's."""
+    if row["state"] is not None:
+        return row["state"]
+    try:
+        return js_to_python(row["state_js"])
+    except InvalidRunState as exc:
+        raise type(exc)(f"cannot resume run {run_id!r}, saved by the {row['sdk']} SDK, in Python: {exc}") from exc

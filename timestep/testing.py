@@ -61,28 +61,31 @@ class Reply:
 
     text: str | None = None
     calls: tuple[FunctionCall, ...] = ()
+    reasoning: str | None = None  # a reasoning item (with this summary) before the rest
     input_tokens: int = 10
     output_tokens: int = 5
     status: int = 200  # an error reply when not 200
     error_message: str = ""
 
 
-def text(content: str, *, input_tokens: int = 10, output_tokens: int = 5) -> Reply:
-    """The model answers with a text message."""
-    return Reply(text=content, input_tokens=input_tokens, output_tokens=output_tokens)
+def text(content: str, *, input_tokens: int = 10, output_tokens: int = 5, reasoning: str | None = None) -> Reply:
+    """The model answers with a text message (after a reasoning item, if `reasoning` is given)."""
+    return Reply(text=content, input_tokens=input_tokens, output_tokens=output_tokens, reasoning=reasoning)
 
 
-def call(name: str, arguments: dict[str, Any] | str | None = None, *, call_id: str | None = None) -> Reply:
+def call(
+    name: str, arguments: dict[str, Any] | str | None = None, *, call_id: str | None = None, reasoning: str | None = None
+) -> Reply:
     """The model calls one function."""
-    return calls(FunctionCall(name, _arguments_json(arguments), call_id))
+    return calls(FunctionCall(name, _arguments_json(arguments), call_id), reasoning=reasoning)
 
 
-def calls(*function_calls: FunctionCall | tuple[str, dict[str, Any] | str]) -> Reply:
+def calls(*function_calls: FunctionCall | tuple[str, dict[str, Any] | str], reasoning: str | None = None) -> Reply:
     """The model calls several functions in one turn (parallel tool calls)."""
     made = tuple(
         fc if isinstance(fc, FunctionCall) else FunctionCall(fc[0], _arguments_json(fc[1])) for fc in function_calls
     )
-    return Reply(calls=made)
+    return Reply(calls=made, reasoning=reasoning)
 
 
 def error(status: int = 500, message: str = "fake model server error") -> Reply:
@@ -301,6 +304,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _responses_body(number: int, model: str, reply: Reply) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
+    if reply.reasoning is not None:
+        output.append(
+            {"type": "reasoning", "id": f"rs_{number}", "summary": [{"type": "summary_text", "text": reply.reasoning}]}
+        )
     if reply.text is not None:
         output.append(
             {
@@ -360,6 +367,8 @@ def _responses_events(response: dict[str, Any]) -> Iterator[tuple[str, dict[str,
                 yield event("response.output_text.delta", item_id=item["id"], output_index=index, content_index=0, delta=piece, logprobs=[])
             yield event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=part["text"], logprobs=[])
             yield event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part)
+        elif item["type"] == "reasoning":
+            yield event("response.output_item.added", output_index=index, item={**item, "summary": []})
         else:
             yield event("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "arguments": ""})
             for piece in _pieces(item["arguments"]):

@@ -1,0 +1,108 @@
+// Types of timestep's JavaScript module (js/index.mjs): the mirror of the Python API
+// `run_agent`, `consume_result` and `RunStateStore`.
+import type {
+  Agent,
+  AgentInputItem,
+  NonStreamRunOptions,
+  RunResult,
+  RunState,
+  Session,
+  StreamedRunResult,
+} from '@openai/agents';
+
+/**
+ * Options passed through to the SDK's `run()`, less the two `runAgent` takes as arguments
+ * (`session` and `stream`).
+ */
+export type RunAgentOptions<TContext = undefined, TAgent extends Agent<any, any> = Agent<any, any>> = Omit<
+  NonStreamRunOptions<TContext, TAgent>,
+  'session' | 'stream'
+>;
+
+/** What a run starts from: text, input items, or a saved `RunState` to resume. */
+export type RunAgentInput<TContext, TAgent extends Agent<any, any>> = string | AgentInputItem[] | RunState<TContext, TAgent>;
+
+/**
+ * Run `agent` on `input` with `session` through the SDK's `run()`, and return its result
+ * unchanged: a `RunResult`, or with `stream` a `StreamedRunResult` (drain it with
+ * `consumeResult`). SDK errors propagate unchanged.
+ */
+export function runAgent<TAgent extends Agent<any, any>, TContext = undefined>(
+  agent: TAgent,
+  input: RunAgentInput<TContext, TAgent>,
+  session?: Session | null,
+  stream?: false,
+  options?: RunAgentOptions<TContext, TAgent>,
+): Promise<RunResult<TContext, TAgent>>;
+export function runAgent<TAgent extends Agent<any, any>, TContext = undefined>(
+  agent: TAgent,
+  input: RunAgentInput<TContext, TAgent>,
+  session: Session | null | undefined,
+  stream: true,
+  options?: RunAgentOptions<TContext, TAgent>,
+): Promise<StreamedRunResult<TContext, TAgent>>;
+export function runAgent<TAgent extends Agent<any, any>, TContext = undefined>(
+  agent: TAgent,
+  input: RunAgentInput<TContext, TAgent>,
+  session: Session | null | undefined,
+  stream: boolean,
+  options?: RunAgentOptions<TContext, TAgent>,
+): Promise<RunResult<TContext, TAgent> | StreamedRunResult<TContext, TAgent>>;
+
+/**
+ * Drain a streamed result's events, wait for the run to finish (rejecting with its error if
+ * it failed), and return it; return any other result as is.
+ */
+export function consumeResult<T extends RunResult<any, any> | StreamedRunResult<any, any>>(result: T): Promise<T>;
+
+/** No saved state for a run (`load()` found no active row). */
+export class RunStateNotFound extends Error {
+  constructor(message?: string, options?: ErrorOptions);
+  name: 'RunStateNotFound';
+}
+
+/**
+ * A saved state this SDK cannot resume: saved by Python without a JavaScript form (the message
+ * carries the recorded conversion error), or refused by `RunState.fromString` (`cause`).
+ */
+export class InvalidRunState extends Error {
+  constructor(message?: string, options?: ErrorOptions);
+  name: 'InvalidRunState';
+}
+
+/** Where a `RunStateStore` keeps its rows. */
+export interface RunStateStoreOptions<TAgent extends Agent<any, any> = Agent<any, any>> {
+  /** The agent graph saved states resume with (`RunState.fromString(agent, ...)`). */
+  agent: TAgent;
+  /** The run id; a new `crypto.randomUUID()` if omitted. */
+  sessionId?: string;
+  /** A `postgresql://` URI; else PG_CONNECTION_URI (unless `pgliteDir` is given). */
+  connectionString?: string;
+  /**
+   * An embedded PGlite directory, reached through the timestep sidecar already serving it;
+   * else TIMESTEP_PGLITE_DIR, else the platform's user data dir (`.../timestep/pglite`).
+   */
+  pgliteDir?: string;
+}
+
+/**
+ * Saved states of one run (`sessionId`) in the `run_states` table the Python side creates
+ * (schema 4 or later). Each save is kept as history; exactly one row per run is active.
+ */
+export class RunStateStore<TAgent extends Agent<any, any> = Agent<any, any>, TContext = unknown> {
+  constructor(options: RunStateStoreOptions<TAgent>);
+  readonly agent: TAgent;
+  /** The run id. */
+  readonly sessionId: string;
+  /** Save `state` as this run's active state, in one transaction. Throws TypeError for a non-RunState. */
+  save(state: RunState<any, any>): Promise<void>;
+  /**
+   * The active saved state, with stored approvals and rejections applied. Throws
+   * `RunStateNotFound` if the run has none, `InvalidRunState` if it cannot be resumed here.
+   */
+  load(): Promise<RunState<TContext, TAgent>>;
+  /** Delete every saved state of this run, history included; resolves with how many rows went. */
+  clear(): Promise<number>;
+  /** Close the pool or the sidecar connection (the store reconnects if used again). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,51 @@
+// The JavaScript half of the cross-language durable-run tests, through timestep's JS module:
+// pause a run and save it, or load a saved run, decide, resume, and save it if it pauses again.
+// The database is PG_CONNECTION_URI, else the PGlite directory TIMESTEP_PGLITE_DIR through its
+// running sidecar; the model is the fake server at FAKE_MODEL_URL.
+//
+//   node durable.mjs pause GRAPH INPUT_JSON RUN_ID     -> {"pending": [call ids]}
+//   node durable.mjs resume GRAPH RUN_ID DECISIONS [stream]
+//                                                       -> {"final", "executed", "pending"}
+//
+// DECISIONS is JSON: call id -> "approve" or a rejection message (calls left out keep any
+// decision stored with the run, e.g. by `timestep runs approve`).
+import { setTracingDisabled } from '@openai/agents';
+import { RunStateStore, consumeResult, runAgent } from '../../js/index.mjs';
+import { executed, makeGraph } from './banker.mjs';
+
+setTracingDisabled(true);
+const [command, graph, ...rest] = process.argv.slice(2);
+const agent = makeGraph(graph);
+
+if (command === 'pause') {
+  const [input, sessionId] = rest;
+  const store = new RunStateStore({ agent, sessionId });
+  try {
+    const result = await consumeResult(await runAgent(agent, JSON.parse(input), null));
+    await store.save(result.state);
+    process.stdout.write(JSON.stringify({ pending: result.interruptions.map((item) => item.rawItem.callId) }));
+  } finally {
+    await store.close();
+  }
+} else if (command === 'resume') {
+  const [sessionId, decisionsJson, stream] = rest;
+  const decisions = JSON.parse(decisionsJson);
+  const store = new RunStateStore({ agent, sessionId });
+  try {
+    const state = await store.load();
+    for (const item of state.getInterruptions()) {
+      const decision = decisions[item.rawItem.callId];
+      if (decision === 'approve') state.approve(item);
+      else if (decision !== undefined) state.reject(item, { message: decision });
+    }
+    const result = await consumeResult(await runAgent(agent, state, null, stream === 'stream'));
+    const pending = result.interruptions?.length ?? 0;
+    if (pending) await store.save(result.state);
+    process.stdout.write(JSON.stringify({ final: pending ? null : result.finalOutput, executed, pending }));
+  } finally {
+    await store.close();
+  }
+} else {
+  process.stderr.write(`unknown command ${command}\n`);
+  process.exit(2);
+}
