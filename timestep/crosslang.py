@@ -73,6 +73,11 @@ _JS_ONLY_FIELDS = (
     "pendingLegacyCompactionSessionItems",
     "trace",
 )
+# Run item fields each converter maps; the rest is carried.
+_PY_RUN_ITEM_FIELDS = frozenset({"type", "raw_item", "agent", "source_agent", "target_agent", "output", CARRY})
+_JS_RUN_ITEM_FIELDS = frozenset(
+    {"type", "rawItem", "agent", "sourceAgent", "targetAgent", "output", "toolName", "functionToolStateKey", CARRY}
+)
 # Lists that must be empty to convert: their entries have no counterpart in the other SDK.
 _PY_MUST_BE_EMPTY = (
     "input_guardrail_results",
@@ -94,6 +99,7 @@ _PY_PROCESSED_ACTIONS = (
     "apply_patch_actions",
     "mcp_approval_requests",
 )
+_PY_PROCESSED_CARRIED = ("interruptions", "mcp_tool_bindings", "tool_output_guardrail_result_start")
 _JS_PROCESSED_ACTIONS = ("functionToolsNotFound", "computerActions", "shellActions", "applyPatchActions", "mcpApprovalRequests")
 _JSON_COMPACT = (",", ":")
 
@@ -560,14 +566,16 @@ def _run_item_to_js(items: _Items, item: Any, where: str) -> dict[str, Any]:
     raw = items.to_js(item.get("raw_item"), f"{where}.raw_item")
     if js_extra.get("providerData") is not None:
         raw["providerData"] = js_extra["providerData"]
+    restored = {key: value for key, value in js_extra.items() if key != "providerData"}  # e.g. executionStatus
     if kind == "handoff_output_item":
         return {
             "type": kind,
             "rawItem": raw,
             "sourceAgent": _agent_ref(item.get("source_agent"), f"{where}.source_agent"),
             "targetAgent": _agent_ref(item.get("target_agent"), f"{where}.target_agent"),
+            **restored,
         }
-    out: dict[str, Any] = {"type": kind, "rawItem": raw, "agent": _agent_ref(item.get("agent"), f"{where}.agent")}
+    out: dict[str, Any] = {"type": kind, "rawItem": raw, "agent": _agent_ref(item.get("agent"), f"{where}.agent"), **restored}
     if kind == "tool_approval_item":
         if item.get("tool_name") is not None:
             out["toolName"] = item["tool_name"]
@@ -575,9 +583,6 @@ def _run_item_to_js(items: _Items, item: Any, where: str) -> dict[str, Any]:
             out["functionToolStateKey"] = _lookup_key_to_js(item["tool_lookup_key"], f"{where}.tool_lookup_key")
     elif kind == "tool_call_output_item":
         out["output"] = item.get("output")
-        for key in ("customData", "executionStatus"):
-            if js_extra.get(key) is not None:
-                out[key] = js_extra[key]
     elif kind == "tool_call_item":
         if raw.get("type") == "function_call" and (item.get("tool_origin") or {}).get("type", "function") == "function":
             # JS names a function tool by its state key; with it, JS can check the call's provenance.
@@ -589,10 +594,8 @@ def _run_item_to_js(items: _Items, item: Any, where: str) -> dict[str, Any]:
             out["functionToolStateKey"] = _lookup_key_to_js(lookup, f"{where}.raw_item")
     elif kind not in ("message_output_item", "reasoning_item", "handoff_call_item"):
         raise UnconvertibleRunState(f"{where}.type: a {kind!r} run item has no JavaScript counterpart in this converter")
-    py_extra = {key: item[key] for key in ("tool_name", "description", "tool_origin", "tool_lookup_key") if key in item}
-    if kind == "tool_approval_item":  # these two are JS fields of the approval item
-        py_extra.pop("tool_name", None)
-        py_extra.pop("tool_lookup_key", None)
+    converted = _PY_RUN_ITEM_FIELDS | ({"tool_name", "tool_lookup_key"} if kind == "tool_approval_item" else set())
+    py_extra = {key: value for key, value in item.items() if key not in converted}
     if py_extra and items.carry:
         out[CARRY] = py_extra
     return out
@@ -604,7 +607,7 @@ def _run_item_to_py(items: _Items, item: Any, where: str) -> dict[str, Any]:
     raw_js = _require(item.get("rawItem"), dict, f"{where}.rawItem")
     raw = items.to_py(raw_js, f"{where}.rawItem")
     py_extra = item.get(CARRY) or {}  # what a Python state had here, if it came from one
-    js_extra = {key: item[key] for key in ("customData", "executionStatus") if item.get(key) is not None}
+    js_extra = {key: value for key, value in item.items() if key not in _JS_RUN_ITEM_FIELDS}
     if raw_js.get("providerData") is not None:
         js_extra["providerData"] = raw_js["providerData"]
     if kind == "handoff_output_item":
@@ -690,8 +693,7 @@ def python_to_js(document: Mapping[str, Any]) -> dict[str, Any]:
     document = _require(document, dict, "state")
     _check_version(document, _PYTHON_VERSIONS, "Python")
     _must_be_empty(document, _PY_MUST_BE_EMPTY)
-    for field in ("pending_nested_agent_tool_runs", "pending_agent_tool_runs"):
-        _must_be_empty(document, (field,))
+    _must_be_empty(document, ("pending_session_write", "terminal_unrecoverable", "sandbox"))
     js_extra = (document.get(CARRY) or {}).get("javascript") or {}  # set if a JS state became this one
     items = _Items(_call_names(document), carry=CARRY not in document)
     run_item = lambda value, where: _run_item_to_js(items, value, where)  # noqa: E731
@@ -848,6 +850,7 @@ def _processed_to_js(items: _Items, processed: Any) -> dict[str, Any]:
     _must_be_empty(processed, _PY_PROCESSED_ACTIONS, f"{where}.")
     functions = []
     for index, entry in enumerate(processed.get("functions") or []):
+        _must_be_empty(entry, ("agent_run_state",), f"{where}.functions[{index}].")  # a nested agent-tool run
         call = items.to_js(entry.get("tool_call"), f"{where}.functions[{index}].tool_call")
         tool = entry.get("tool") or {}
         js_extra = entry.get(CARRY) or {}
@@ -877,7 +880,7 @@ def _processed_to_js(items: _Items, processed: Any) -> dict[str, Any]:
         "shellActions": [],
         "applyPatchActions": [],
         "mcpApprovalRequests": [],
-        **({CARRY: {"interruptions": processed.get("interruptions"), "mcp_tool_bindings": processed.get("mcp_tool_bindings")}} if items.carry else {}),
+        **({CARRY: {key: processed[key] for key in _PY_PROCESSED_CARRIED if key in processed}} if items.carry else {}),
     }
 
 
@@ -964,7 +967,8 @@ def js_to_python(document: Mapping[str, Any]) -> dict[str, Any]:
     if document.get("lastModelResponse") is not None:
         out["last_model_response"] = _response_to_py(items, document["lastModelResponse"], "lastModelResponse")
     if document.get("lastProcessedResponse") is not None:
-        out["last_processed_response"] = _processed_to_py(items, document["lastProcessedResponse"])
+        pending = (out.get("current_step") or {}).get("data", {}).get("interruptions", [])
+        out["last_processed_response"] = _processed_to_py(items, document["lastProcessedResponse"], pending)
     if document.get("currentTurnPersistedItemCount") is not None:
         out["current_turn_persisted_item_count"] = document["currentTurnPersistedItemCount"]
     trace = carried.pop("trace", None)
@@ -997,7 +1001,8 @@ def _step_to_py(items: _Items, step: Any, carried_data: Mapping[str, Any]) -> di
     raise UnconvertibleRunState(f"currentStep.type: a {kind!r} step does not convert")
 
 
-def _processed_to_py(items: _Items, processed: Any) -> dict[str, Any]:
+def _processed_to_py(items: _Items, processed: Any, pending: list[dict[str, Any]]) -> dict[str, Any]:
+    """`pending`: the current step's approval items, which Python also lists here."""
     where = "lastProcessedResponse"
     processed = _require(processed, dict, where)
     _must_be_empty(processed, _JS_PROCESSED_ACTIONS, f"{where}.")
@@ -1018,8 +1023,10 @@ def _processed_to_py(items: _Items, processed: Any) -> dict[str, Any]:
     new_items = _map_list(lambda i, w: _run_item_to_py(items, i, w), processed.get("newItems"), f"{where}.newItems")
     interruptions = carried.get("interruptions")
     if interruptions is None:
-        interruptions = [item for item in new_items if item.get("type") == "tool_approval_item"]
+        interruptions = copy.deepcopy(pending)
+    extra = {key: carried[key] for key in ("tool_output_guardrail_result_start",) if key in carried}
     return {
+        **extra,
         "new_items": new_items,
         "tools_used": processed.get("toolsUsed") or [],
         "functions": functions,
