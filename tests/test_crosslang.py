@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 import banker
 from scenarios import SCENARIOS, apply_decisions, check_outcome, tool_outputs
-from timestep.crosslang import CARRY, SUPPORTED_PAIRS, detect_sdk, js_to_python, python_to_js
+from timestep.crosslang import CARRY, SUPPORTED_PAIRS, _js_fingerprint, detect_sdk, js_to_python, python_to_js
 from timestep.errors import InvalidRunState, UnconvertibleRunState, UnsupportedSchemaVersion
 from timestep.store.node import find_node
 from timestep.testing import FakeModelServer, FunctionCall, Reply, call, text
@@ -272,3 +273,53 @@ def test_python_round_trip_resumes_to_the_same_result(
         assert converted == original
 
     asyncio.run(both())
+
+
+def random_arguments(rng: random.Random, depth: int = 0) -> str:
+    """Function-call arguments as a model might write them: JSON in assorted spellings (number
+    forms, spacing, escapes, the SDK's own tag prefix in strings), and now and then not JSON."""
+
+    def value(level: int) -> str:
+        kind = rng.choice(["int", "float", "exp", "string", "tagged", "bool", "null"] + (["object", "array"] if level < 3 else []))
+        if kind == "int":
+            return str(rng.choice([0, -0, 5, -17, 10**20, 1200]))
+        if kind == "float":
+            return rng.choice(["5.0", "-0.0", "0.125", "1.50", "3.14159", "100.000"])
+        if kind == "exp":
+            return rng.choice(["1e3", "1E+3", "25e-2", "-7.5e-10", "0e0"])
+        if kind == "string":
+            return json.dumps(rng.choice(["", "x", "é ü", '"quoted" \\ back', "line\nbreak", "5", "☃ \u2028"]), ensure_ascii=rng.random() < 0.5)
+        if kind == "tagged":
+            return json.dumps("\u0000openai-agents-json:number:5e0")
+        if kind == "bool":
+            return rng.choice(["true", "false"])
+        if kind == "null":
+            return "null"
+        if kind == "array":
+            return "[" + rng.choice([",", ", "]).join(value(level + 1) for _ in range(rng.randint(0, 3))) + "]"
+        keys = rng.sample(["b", "a", "amount", "Z", "ä", "10", "account"], rng.randint(0, 4))
+        return "{" + ", ".join(f'{json.dumps(key)}:{rng.choice(["", " "])}{value(level + 1)}' for key in keys) + "}"
+
+    if rng.random() < 0.05:
+        return rng.choice(["", "{", "not json", '{"a": 01}', "-", '"open'])
+    return value(depth)
+
+
+def test_fingerprints_match_the_javascript_sdk() -> None:
+    """The Python port of JS's getToolInvocationFingerprint, checked against the SDK's own code."""
+    rng = random.Random(20261121)
+    cases = []
+    for index in range(400):
+        call: dict[str, Any] = {"type": "function_call", "callId": f"c{index}", "name": "wire_money", "arguments": random_arguments(rng)}
+        if index % 7 == 0:
+            call["caller"] = {"type": "program", "callerId": f"p{index}"}
+        tool_name = rng.choice(['["bare","wire_money"]', "handoff:transfer_to_banker", '["namespaced","bank","wire"]'])
+        cases.append([tool_name, call])
+    done = subprocess.run(
+        [find_node(), str(SDK_STATE.parent / "fingerprints.mjs")],
+        input=json.dumps(cases), capture_output=True, text=True, timeout=120, cwd=SDK_STATE.parent,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    expected = json.loads(done.stdout)
+    for (tool_name, call), fingerprint in zip(cases, expected):
+        assert _js_fingerprint(tool_name, call) == fingerprint, call["arguments"]

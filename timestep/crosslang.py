@@ -199,7 +199,8 @@ def _approval_key_to_py(state_key: str, where: str) -> str:
 # state must carry for every approved or completed call; ported so Python states convert.
 
 _JSON_TOKEN_PREFIX = "\u0000openai-agents-json:"
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+# A JSON string, or a number outside strings: the tokens JS's encodeJsonNumbers rewrites.
+_JSON_STRING_OR_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?')
 
 
 def _canonical_number(text: str) -> str:
@@ -217,34 +218,15 @@ def _canonical_number(text: str) -> str:
 
 def _encode_json_numbers(text: str) -> str:
     """Numbers become tagged strings, so 5, 5.0 and 50e-1 fingerprint alike (as in JS)."""
-    out = []
-    index = 0
-    while index < len(text):
-        character = text[index]
-        if character == '"':
-            end = index + 1
-            while end < len(text):
-                if text[end] == "\\":
-                    end += 2
-                    continue
-                end += 1
-                if text[end - 1] == '"':
-                    break
-            token = text[index:end]
+
+    def encode(match: re.Match[str]) -> str:
+        token = match.group()
+        if token.startswith('"'):
             decoded = json.loads(token)
-            out.append(_js_json(f"{_JSON_TOKEN_PREFIX}string:{decoded}") if decoded.startswith(_JSON_TOKEN_PREFIX) else token)
-            index = end
-            continue
-        if character == "-" or character.isdigit():
-            match = _JSON_NUMBER.match(text, index)
-            if match is None:
-                raise ValueError("invalid JSON number")
-            out.append(_js_json(f"{_JSON_TOKEN_PREFIX}number:{_canonical_number(match.group())}"))
-            index = match.end()
-            continue
-        out.append(character)
-        index += 1
-    return "".join(out)
+            return _js_json(f"{_JSON_TOKEN_PREFIX}string:{decoded}") if decoded.startswith(_JSON_TOKEN_PREFIX) else token
+        return _js_json(f"{_JSON_TOKEN_PREFIX}number:{_canonical_number(token)}")
+
+    return _JSON_STRING_OR_NUMBER.sub(encode, text)
 
 
 def _js_json(value: Any) -> str:
@@ -535,23 +517,24 @@ class _Items:
         raise UnconvertibleRunState(f"{where}: a {kind!r} tool output does not convert (text only)")
 
 
-def _call_names(document: Any) -> dict[str, str]:
-    """call id -> function name, for every function call anywhere in a state document."""
+def _call_names(document: Mapping[str, Any]) -> dict[str, str]:
+    """call id -> function name, for every function call a state holds (its input, the model's
+    responses and the generated items: where an output's call can be)."""
+    python = "current_turn" in document
+    responses = document.get("model_responses" if python else "modelResponses") or []
+    inputs = document.get("original_input" if python else "originalInput")
+    raw_items = [
+        *(inputs if isinstance(inputs, list) else []),
+        *(document.get("pending_input" if python else "pendingInput") or []),
+        *(item for response in responses if isinstance(response, dict) for item in response.get("output") or []),
+        *(item.get("raw_item" if python else "rawItem") for item in document.get("generated_items" if python else "generatedItems") or [] if isinstance(item, dict)),
+    ]
     names: dict[str, str] = {}
-
-    def visit(value: Any) -> None:
-        if isinstance(value, dict):
-            if value.get("type") == "function_call" and isinstance(value.get("name"), str):
-                call_id = value.get("call_id", value.get("callId"))
-                if isinstance(call_id, str):
-                    names[call_id] = value["name"]
-            for child in value.values():
-                visit(child)
-        elif isinstance(value, list):
-            for child in value:
-                visit(child)
-
-    visit(document)
+    for raw in raw_items:
+        if isinstance(raw, dict) and raw.get("type") == "function_call" and isinstance(raw.get("name"), str):
+            call_id = raw.get("call_id" if python else "callId")
+            if isinstance(call_id, str):
+                names[call_id] = raw["name"]
     return names
 
 
@@ -688,14 +671,17 @@ def _response_to_py(items: _Items, response: Any, where: str) -> dict[str, Any]:
 # The whole state
 
 
-def python_to_js(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A Python `RunState.to_json()` document as JS `RunState.fromString()` reads it."""
+def python_to_js(document: Mapping[str, Any], *, carry: bool = True) -> dict[str, Any]:
+    """A Python `RunState.to_json()` document as JS `RunState.fromString()` reads it.
+
+    With `carry=False` the Python-only fields are left out: for a caller that keeps the
+    Python document anyway (as `RunStateStore` does), they would only add size."""
     document = _require(document, dict, "state")
     _check_version(document, _PYTHON_VERSIONS, "Python")
     _must_be_empty(document, _PY_MUST_BE_EMPTY)
     _must_be_empty(document, ("pending_session_write", "terminal_unrecoverable", "sandbox"))
     js_extra = (document.get(CARRY) or {}).get("javascript") or {}  # set if a JS state became this one
-    items = _Items(_call_names(document), carry=CARRY not in document)
+    items = _Items(_call_names(document), carry=carry and CARRY not in document)
     run_item = lambda value, where: _run_item_to_js(items, value, where)  # noqa: E731
 
     context = _require(document.get("context") or {}, dict, "context")
@@ -884,14 +870,16 @@ def _processed_to_js(items: _Items, processed: Any) -> dict[str, Any]:
     }
 
 
-def js_to_python(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A JS `RunState.toJSON()` document as Python `RunState.from_json()` reads it."""
+def js_to_python(document: Mapping[str, Any], *, carry: bool = True) -> dict[str, Any]:
+    """A JS `RunState.toJSON()` document as Python `RunState.from_json()` reads it.
+
+    With `carry=False` the JavaScript-only fields are left out (see `python_to_js`)."""
     document = _require(document, dict, "state")
     _check_version(document, _JS_VERSIONS, "JavaScript")
     _must_be_empty(document, _JS_MUST_BE_EMPTY)
     for field in ("pendingAgentToolRuns", "pendingSessionWrite", "pendingSessionHistoryTransaction", "sandbox"):
         _must_be_empty(document, (field,))
-    items = _Items(_call_names(document), carry=CARRY not in document)
+    items = _Items(_call_names(document), carry=carry and CARRY not in document)
     run_item = lambda value, where: _run_item_to_py(items, value, where)  # noqa: E731
     carried = copy.deepcopy(((document.get(CARRY) or {}).get("python")) or {})
 

@@ -101,7 +101,7 @@ class RunStateStore:
             )
         document = state.to_json(context_serializer=self._context_serializer)
         try:
-            js_document, conversion_error = python_to_js(document), None
+            js_document, conversion_error = python_to_js(document, carry=False), None  # the row keeps `document`
         except InvalidRunState as exc:  # still saved: it resumes in Python; JS gets the reason
             js_document, conversion_error = None, str(exc)
         pending = len(state.get_interruptions())
