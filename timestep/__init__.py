@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any
 from .store import Store, open_store
 
 if TYPE_CHECKING:
+    from .advanced_session import AdvancedSession
     from .models import MultiModelProvider, MultiModelProviderMap
     from .run_state import RunStateStore
     from .runner import consume_result, run_agent
     from .session import Session
 
 __all__ = [
+    "AdvancedSession",
     "MultiModelProvider",
     "MultiModelProviderMap",
     "RunStateStore",
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 # Names whose modules import the Agents SDK (~2-3 s) load on first use, so `import timestep`
 # and the `timestep` command stay quick when they are not needed.
 _LAZY = {
+    "AdvancedSession": "timestep.advanced_session",
     "MultiModelProvider": "timestep.models",
     "MultiModelProviderMap": "timestep.models",
     "RunStateStore": "timestep.run_state",

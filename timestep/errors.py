@@ -132,6 +132,11 @@ class InvalidSessionItem(TimestepError, TypeError):
     """A session item cannot be stored as JSON; nothing was written."""
 
 
+class InvalidBranch(TimestepError, ValueError):
+    """An `AdvancedSession` branch operation was refused (no such turn or branch, a branch id
+    used before, deleting "main"); nothing was changed. A ValueError, as in the SDK."""
+
+
 class RunStateNotFound(TimestepError, LookupError):
     """There is no saved state for this run."""
 

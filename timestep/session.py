@@ -22,29 +22,39 @@ from .errors import InvalidSessionItem
 from .store import Store
 from .store.default import store_or_default
 
-# One statement, so atomic by itself and one round trip. The upsert locks the session row
-# before any message id is drawn (the insert's rows come from joining its result), so
-# concurrent writers to one session take turns and each call's items get contiguous ids.
-_ADD_ITEMS = """
-    WITH session AS (
-        INSERT INTO agent_sessions (session_id) VALUES ($1)
-        ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
-        RETURNING session_id
-    )
+# An expired session reads as empty; a write to one first deletes it (and, by cascade, its
+# items), so the write starts a fresh session rather than bringing old items back.
+_DROP_IF_EXPIRED = "DELETE FROM agent_sessions WHERE session_id = $1 AND expires_at <= now()"
+# The upsert locks the session row before any message id is drawn (the insert's rows come
+# from joining its result), so concurrent writers to one session take turns and each call's
+# items get contiguous ids. A write refreshes the session's time to live: `$3` (this
+# object's ttl), else the ttl the session was created with.
+_UPSERT_SESSION = """
+    INSERT INTO agent_sessions (session_id, ttl, expires_at) VALUES ($1, {ttl}::interval, now() + {ttl}::interval)
+    ON CONFLICT (session_id) DO UPDATE
+    SET updated_at = now(),
+        ttl = coalesce(excluded.ttl, agent_sessions.ttl),
+        expires_at = now() + coalesce(excluded.ttl, agent_sessions.ttl)
+    RETURNING session_id
+"""
+_ADD_ITEMS = f"""
+    WITH session AS ({_UPSERT_SESSION.format(ttl="$3")})
     INSERT INTO agent_messages (session_id, message_data)
     SELECT session.session_id, items.item
     FROM session, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS items (item, n)
     ORDER BY items.n
 """
-_ALL_ITEMS = "SELECT message_data FROM agent_messages WHERE session_id = $1 ORDER BY id"
-_LATEST_ITEMS = """
+# Appended to reads of one session ($1): nothing of it is visible once it has expired.
+LIVE = "NOT EXISTS (SELECT 1 FROM agent_sessions expired WHERE expired.session_id = $1 AND expired.expires_at <= now())"
+_ALL_ITEMS = f"SELECT message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id"
+_LATEST_ITEMS = f"""
     SELECT message_data FROM (
-        SELECT id, message_data FROM agent_messages WHERE session_id = $1 ORDER BY id DESC LIMIT $2
+        SELECT id, message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id DESC LIMIT $2
     ) AS latest ORDER BY id
 """
-_POP_ITEM = """
+_POP_ITEM = f"""
     DELETE FROM agent_messages WHERE id = (
-        SELECT id FROM agent_messages WHERE session_id = $1
+        SELECT id FROM agent_messages WHERE session_id = $1 AND {LIVE}
         ORDER BY id DESC LIMIT 1 FOR UPDATE SKIP LOCKED
     )
     RETURNING message_data
@@ -57,11 +67,14 @@ _LIST_SESSIONS = """
     SELECT s.session_id,
            (SELECT count(*) FROM agent_messages m WHERE m.session_id = s.session_id) AS items,
            s.created_at,
-           s.updated_at AS last_active
+           s.updated_at AS last_active,
+           s.expires_at
     FROM agent_sessions s
+    WHERE s.expires_at IS NULL OR s.expires_at > now()
     ORDER BY s.updated_at DESC, s.session_id
     LIMIT $1
 """
+_PURGE_EXPIRED = "DELETE FROM agent_sessions WHERE expires_at <= now()"  # items, structure, usage cascade
 
 
 @dataclass(frozen=True)
@@ -72,13 +85,16 @@ class SessionInfo:
     items: int
     created_at: dt.datetime
     last_active: dt.datetime
+    expires_at: dt.datetime | None  # None: no time to live
 
 
 class Session(SessionABC):
     """Conversation history of one session, for `Runner.run(..., session=...)`.
 
     `session_id` defaults to a new uuid; `store` defaults to the process-wide store
-    (PG_CONNECTION_URI's PostgreSQL, else embedded PGlite), opened on first use.
+    (PG_CONNECTION_URI's PostgreSQL, else embedded PGlite), opened on first use. With `ttl`
+    (seconds or a timedelta) the session expires that long after its last write: it then reads
+    as empty, and `Session.purge_expired()` deletes it.
     """
 
     session_settings: SessionSettings | None = None
@@ -89,9 +105,11 @@ class Session(SessionABC):
         *,
         store: Store | None = None,
         session_settings: SessionSettings | dict[str, Any] | None = None,
+        ttl: float | dt.timedelta | None = None,
     ) -> None:
         if session_id is not None and not isinstance(session_id, str):
             raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
+        self.ttl = _ttl(ttl)
         self.session_id = session_id if session_id is not None else str(uuid.uuid4())
         self.session_settings = (
             coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
@@ -120,7 +138,9 @@ class Session(SessionABC):
             return
         payload = _items_json(items)
         store = await self.store()
-        await _await_mutation(store.execute(_ADD_ITEMS, self.session_id, payload))
+        await _await_mutation(
+            store.execute_batch([(_DROP_IF_EXPIRED, [self.session_id]), (_ADD_ITEMS, [self.session_id, payload, self.ttl])])
+        )
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, atomically; None when the session is empty."""
@@ -139,6 +159,13 @@ class Session(SessionABC):
         store = await store_or_default(store)
         rows = await store.fetch(_LIST_SESSIONS, limit)
         return [SessionInfo(**row) for row in rows]
+
+    @staticmethod
+    async def purge_expired(store: Store | None = None) -> int:
+        """Delete every expired session with its items; return how many. Unexpired sessions
+        (and sessions without a ttl) are not touched."""
+        store = await store_or_default(store)
+        return await store.execute(_PURGE_EXPIRED)
 
     @staticmethod
     async def delete_session(session_id: str, store: Store | None = None) -> bool:
@@ -177,3 +204,15 @@ def _first_bad_item(items: list[TResponseInputItem]) -> int:
         except (TypeError, ValueError):
             return index
     return -1
+
+
+def _ttl(ttl: float | dt.timedelta | None) -> dt.timedelta | None:
+    """A time to live as a positive timedelta, or None; anything else is a clear error."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float, dt.timedelta)):
+        raise TypeError(f"ttl must be seconds (a number) or a timedelta, not {type(ttl).__name__}")
+    value = ttl if isinstance(ttl, dt.timedelta) else dt.timedelta(seconds=ttl)
+    if value <= dt.timedelta(0):
+        raise ValueError(f"ttl must be positive, not {ttl!r}")
+    return value

@@ -1,0 +1,510 @@
+"""`AdvancedSession`: the SDK's `AdvancedSQLiteSession` (branches, turns, usage) on PGlite and
+PostgreSQL.
+
+Same method names, arguments, results and errors as
+`agents.extensions.memory.AdvancedSQLiteSession` (openai-agents 0.24), so switching is a
+one-line change. The tables are its tables in PostgreSQL types (`message_structure`,
+`turn_usage`, `branch_reservations`, migration 5); messages are the plain `Session`'s
+`agent_messages`, shared by every branch that holds them. Each operation is one statement or
+one atomic batch; writers of one session take turns on its `agent_sessions` row.
+
+The current branch is a property of this object, as in the SDK: another object on the same
+session starts on "main".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from agents._tool_identity import is_reserved_synthetic_tool_namespace, tool_qualified_name
+from agents.items import TResponseInputItem
+from agents.memory import SessionSettings
+from agents.memory.session_settings import resolve_session_limit
+from agents.memory.sqlite_session import _await_mutation
+from agents.result import RunResult
+from agents.usage import Usage
+
+from .errors import DatabaseError, InvalidBranch
+from .session import _DELETE_SESSION, _DROP_IF_EXPIRED, _UPSERT_SESSION, LIVE, Session, _items_json
+from .store import Store
+
+MAIN = "main"
+# SQLite's CURRENT_TIMESTAMP text (UTC), which AdvancedSQLiteSession returns for timestamps.
+_SQLITE_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+
+# Messages and their structure rows in one statement, after the batch's upsert has locked the
+# session row (so this statement's snapshot sees every earlier writer's rows). $3 is one
+# {"type", "tool", "users"} per item: its message type, tool name, and how many user messages
+# the batch has up to and including it (its turn offset).
+_ADD_ITEMS = """
+    WITH items AS (
+        SELECT i.n, i.item, m.meta
+        FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS i (item, n)
+        JOIN jsonb_array_elements($3::jsonb) WITH ORDINALITY AS m (meta, n) USING (n)
+    ),
+    inserted AS (
+        INSERT INTO agent_messages (session_id, message_data)
+        SELECT $1, items.item FROM items ORDER BY items.n
+        RETURNING id
+    ),
+    numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted),
+    base AS (SELECT coalesce(max(sequence_number), 0) AS seq FROM message_structure WHERE session_id = $1),
+    turns AS (
+        SELECT coalesce(max(user_turn_number), 0) AS turn, coalesce(max(branch_turn_number), 0) AS branch_turn
+        FROM message_structure WHERE session_id = $1 AND branch_id = $4
+    )
+    INSERT INTO message_structure
+        (session_id, message_id, branch_id, message_type, sequence_number, user_turn_number, branch_turn_number, tool_name)
+    SELECT $1, numbered.id, $4, items.meta->>'type', base.seq + items.n,
+           turns.turn + (items.meta->>'users')::int, turns.branch_turn + (items.meta->>'users')::int, items.meta->>'tool'
+    FROM items JOIN numbered USING (n), base, turns
+"""
+_BRANCH_ITEMS = f"""
+    SELECT m.message_data FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
+    WHERE s.session_id = $1 AND s.branch_id = $2 AND {LIVE}
+    ORDER BY s.sequence_number
+"""
+_LATEST_BRANCH_ITEMS = f"""
+    SELECT message_data FROM (
+        SELECT s.sequence_number, m.message_data
+        FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
+        WHERE s.session_id = $1 AND s.branch_id = $2 AND {LIVE}
+        ORDER BY s.sequence_number DESC LIMIT $3
+    ) AS latest ORDER BY sequence_number
+"""
+# The newest row of the branch goes; its message too unless another branch holds it; and the
+# turn's usage if that was the turn's last row. One statement, so all or nothing.
+_POP_ITEM = f"""
+    WITH claimed AS (
+        DELETE FROM message_structure WHERE id = (
+            SELECT id FROM message_structure
+            WHERE session_id = $1 AND branch_id = $2 AND {LIVE}
+            ORDER BY sequence_number DESC LIMIT 1 FOR UPDATE SKIP LOCKED
+        )
+        RETURNING id, message_id, user_turn_number
+    ),
+    popped AS (SELECT m.message_data FROM agent_messages m JOIN claimed c ON m.id = c.message_id),
+    dropped_message AS (
+        DELETE FROM agent_messages m USING claimed c
+        WHERE m.id = c.message_id
+          AND NOT EXISTS (SELECT 1 FROM message_structure s WHERE s.message_id = c.message_id AND s.id <> c.id)
+    ),
+    dropped_usage AS (
+        DELETE FROM turn_usage u USING claimed c
+        WHERE u.session_id = $1 AND u.branch_id = $2 AND u.user_turn_number = c.user_turn_number
+          AND NOT EXISTS (
+              SELECT 1 FROM message_structure s
+              WHERE s.session_id = $1 AND s.branch_id = $2 AND s.user_turn_number = c.user_turn_number AND s.id <> c.id
+          )
+    )
+    SELECT message_data FROM popped
+"""
+_BRANCH_EXISTS = "SELECT EXISTS (SELECT 1 FROM message_structure WHERE session_id = $1 AND branch_id = $2)"
+_LOCK_SESSION = "SELECT 1 FROM agent_sessions WHERE session_id = $1 FOR UPDATE"
+_RESERVE_EXISTING = """
+    INSERT INTO branch_reservations (session_id, branch_id)
+    SELECT DISTINCT session_id, branch_id FROM message_structure WHERE session_id = $1
+    ON CONFLICT DO NOTHING
+"""
+_DELETE_BRANCH = [
+    _LOCK_SESSION,
+    _RESERVE_EXISTING,  # the id stays used after the branch is gone
+    "DELETE FROM turn_usage WHERE session_id = $1 AND branch_id = $2",
+    "DELETE FROM message_structure WHERE session_id = $1 AND branch_id = $2",
+    """DELETE FROM agent_messages m WHERE m.session_id = $1
+       AND NOT EXISTS (SELECT 1 FROM message_structure s WHERE s.message_id = m.id)""",
+]
+_LIST_BRANCHES = f"""
+    SELECT branch_id, count(*) AS message_count,
+           count(*) FILTER (WHERE message_type = 'user') AS user_turns,
+           {_SQLITE_TIME.format("min(created_at)")} AS created_at
+    FROM message_structure WHERE session_id = $1
+    GROUP BY branch_id
+    ORDER BY date_trunc('second', min(created_at)), branch_id  -- SQLite's order: seconds, then branch id
+"""
+_USER_TURNS = f"""
+    SELECT s.branch_turn_number AS turn, m.message_data, {_SQLITE_TIME.format("s.created_at")} AS timestamp
+    FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
+    WHERE s.session_id = $1 AND s.branch_id = $2 AND s.message_type = 'user' AND {LIVE}
+    ORDER BY s.branch_turn_number, s.sequence_number
+"""
+_TURN_STRUCTURE = """
+    SELECT user_turn_number, message_type, tool_name FROM message_structure
+    WHERE session_id = $1 AND branch_id = $2 ORDER BY sequence_number
+"""
+_TOOL_USAGE = """
+    SELECT tool_name, sum(usage_count)::int AS uses, user_turn_number
+    FROM (
+        SELECT coalesce(tool_name, CASE WHEN message_type IN ('shell_call', 'apply_patch_call') THEN message_type END)
+                   AS tool_name,
+               1 AS usage_count, user_turn_number
+        FROM message_structure
+        WHERE session_id = $1 AND branch_id = $2 AND message_type IN (
+            'tool_call', 'function_call', 'computer_call', 'file_search_call', 'web_search_call',
+            'code_interpreter_call', 'tool_search_call', 'custom_tool_call', 'mcp_call',
+            'mcp_approval_request', 'shell_call', 'apply_patch_call'
+        )
+        UNION ALL
+        SELECT ms.tool_name, 1, ms.user_turn_number
+        FROM message_structure ms
+        WHERE ms.session_id = $1 AND ms.branch_id = $2 AND ms.message_type = 'tool_search_output'
+          AND NOT EXISTS (
+              SELECT 1 FROM message_structure calls
+              WHERE calls.session_id = ms.session_id AND calls.branch_id = ms.branch_id
+                AND calls.user_turn_number = ms.user_turn_number AND calls.tool_name = ms.tool_name
+                AND calls.message_type = 'tool_search_call'
+          )
+    ) AS uses
+    GROUP BY tool_name, user_turn_number
+    ORDER BY user_turn_number, tool_name
+"""
+_STORE_USAGE = """
+    INSERT INTO turn_usage (session_id, branch_id, user_turn_number, requests, input_tokens, output_tokens,
+                            total_tokens, input_tokens_details, output_tokens_details)
+    SELECT $1, $2, turn, $3, $4, $5, $6, $7, $8
+    FROM (SELECT max(user_turn_number) AS turn FROM message_structure WHERE session_id = $1 AND branch_id = $2) AS current
+    WHERE turn IS NOT NULL
+    ON CONFLICT (session_id, branch_id, user_turn_number) DO UPDATE
+    SET requests = excluded.requests, input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+        total_tokens = excluded.total_tokens, input_tokens_details = excluded.input_tokens_details,
+        output_tokens_details = excluded.output_tokens_details, created_at = now()
+"""
+_SESSION_USAGE = """
+    SELECT sum(requests)::int AS requests, sum(input_tokens)::int AS input_tokens,
+           sum(output_tokens)::int AS output_tokens, sum(total_tokens)::int AS total_tokens,
+           count(*)::int AS total_turns
+    FROM turn_usage WHERE session_id = $1 AND ($2::text IS NULL OR branch_id = $2)
+"""
+_TURN_USAGE = """
+    SELECT user_turn_number, requests, input_tokens, output_tokens, total_tokens,
+           input_tokens_details, output_tokens_details
+    FROM turn_usage WHERE session_id = $1 AND branch_id = $2 AND ($3::int IS NULL OR user_turn_number = $3)
+    ORDER BY user_turn_number
+"""
+# Characters jsonb's text form escapes: a search term holding one cannot be pre-filtered in SQL.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
+class AdvancedSession(Session):
+    """A `Session` with conversation branches, turn structure and usage analytics.
+
+    `create_tables` is accepted for compatibility with `AdvancedSQLiteSession` and ignored:
+    timestep's migrations create the tables when the store opens.
+    """
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        store: Store | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        ttl: float | dt.timedelta | None = None,
+        create_tables: bool = True,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(session_id, store=store, session_settings=session_settings, ttl=ttl)
+        self._current_branch_id = MAIN
+        self._logger = logger if logger is not None else logging.getLogger(__name__)
+
+    @property
+    def current_branch_id(self) -> str:
+        """The branch this object reads and writes by default."""
+        return self._current_branch_id
+
+    # The session protocol, on the current branch
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append items to the current branch, with their turn structure, atomically."""
+        if not items:
+            return
+        payload = _items_json(items)
+        meta = []
+        users = 0
+        for item in items:
+            if _is_user_message(item):
+                users += 1
+            meta.append({"type": _message_type(item), "tool": _tool_name(item), "users": users})
+        store = await self.store()
+        await _await_mutation(
+            store.execute_batch(
+                [
+                    (_DROP_IF_EXPIRED, [self.session_id]),
+                    (_UPSERT_SESSION.format(ttl="$2"), [self.session_id, self.ttl]),
+                    (_ADD_ITEMS, [self.session_id, payload, json.dumps(meta), self._current_branch_id]),
+                ]
+            )
+        )
+
+    async def get_items(self, limit: int | None = None, branch_id: str | None = None) -> list[TResponseInputItem]:
+        """The latest `limit` items of a branch (default: the current one), oldest first."""
+        limit = resolve_session_limit(limit, self.session_settings)
+        branch = branch_id if branch_id is not None else self._current_branch_id
+        store = await self.store()
+        if limit is None or limit < 0:
+            rows = await store.fetch(_BRANCH_ITEMS, self.session_id, branch)
+        elif limit == 0:
+            return []
+        else:
+            rows = await store.fetch(_LATEST_BRANCH_ITEMS, self.session_id, branch, limit)
+        return [row["message_data"] for row in rows]
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item of the current branch (other branches keep it)."""
+        store = await self.store()
+        row = await _await_mutation(store.fetchrow(_POP_ITEM, self.session_id, self._current_branch_id))
+        return None if row is None else row["message_data"]
+
+    async def clear_session(self) -> None:
+        """Delete every branch, item and usage record of this session; back to "main".
+        Branch ids used before stay used."""
+        store = await self.store()
+        statements = [_RESERVE_EXISTING, *_DELETE_SESSION]  # structure and usage go by cascade
+        await _await_mutation(store.execute_batch([(sql, [self.session_id]) for sql in statements]))
+        self._current_branch_id = MAIN
+
+    # Branches
+
+    async def create_branch_from_turn(self, turn_number: int, branch_name: str | None = None) -> str:
+        """Create a branch holding the turns before `turn_number` (a user turn of the current
+        branch) and switch to it; return its id. Raises ValueError (`InvalidBranch`) if the
+        turn has no user message or the name was used before; nothing changes then."""
+        if branch_name is not None and not branch_name.strip():
+            raise InvalidBranch("Branch name cannot be empty")
+        store = await self.store()
+        try:
+            branch = await _await_mutation(
+                store.fetchval(
+                    "SELECT timestep_create_branch($1, $2, $3, $4, $5)",
+                    self.session_id,
+                    self._current_branch_id,
+                    turn_number,
+                    branch_name,
+                    int(time.time()),
+                )
+            )
+        except DatabaseError as exc:
+            if exc.sqlstate in ("P0002", "23505"):
+                raise InvalidBranch(exc.message) from None
+            raise
+        self._current_branch_id = branch
+        return str(branch)
+
+    async def create_branch_from_content(self, search_term: str, branch_name: str | None = None) -> str:
+        """Create a branch from the first user turn containing `search_term` (see
+        `create_branch_from_turn`)."""
+        matches = await self.find_turns_by_content(search_term)
+        if not matches:
+            raise InvalidBranch(f"No user turns found containing '{search_term}'")
+        return await self.create_branch_from_turn(matches[0]["turn"], branch_name)
+
+    async def switch_to_branch(self, branch_id: str) -> None:
+        """Make `branch_id` the current branch; ValueError (`InvalidBranch`) if it has no items."""
+        store = await self.store()
+        if not await store.fetchval(_BRANCH_EXISTS, self.session_id, branch_id):
+            raise InvalidBranch(f"Branch '{branch_id}' does not exist")
+        old, self._current_branch_id = self._current_branch_id, branch_id
+        self._logger.info("Switched from branch '%s' to '%s'", old, branch_id)
+
+    async def delete_branch(self, branch_id: str, force: bool = False) -> None:
+        """Delete a branch, its usage, and the messages no other branch holds, atomically. Its
+        id stays used. Not "main"; the current branch only with `force` (then back to "main")."""
+        if not branch_id or not branch_id.strip():
+            raise InvalidBranch("Branch ID cannot be empty")
+        if branch_id == MAIN:
+            raise InvalidBranch("Cannot delete the 'main' branch")
+        store = await self.store()
+        if branch_id == self._current_branch_id:
+            if not force:
+                raise InvalidBranch(
+                    f"Cannot delete current branch '{branch_id}'. Use force=True or switch branches first"
+                )
+            if not await store.fetchval(_BRANCH_EXISTS, self.session_id, branch_id):
+                raise InvalidBranch(f"Branch '{branch_id}' does not exist")
+            await self.switch_to_branch(MAIN)
+        affected = await _await_mutation(
+            store.execute_batch(
+                [(sql, [self.session_id, branch_id] if "$2" in sql else [self.session_id]) for sql in _DELETE_BRANCH]
+            )
+        )
+        if affected[3] == 0:
+            raise InvalidBranch(f"Branch '{branch_id}' does not exist")
+        self._logger.info(
+            "Deleted branch '%s': %s message entries, %s usage entries, %s orphaned messages",
+            branch_id, affected[3], affected[2], affected[4],
+        )
+
+    async def list_branches(self) -> list[dict[str, Any]]:
+        """Every branch with items: branch_id, message_count, user_turns, is_current, created_at."""
+        store = await self.store()
+        return [
+            {**row, "is_current": row["branch_id"] == self._current_branch_id}
+            for row in await store.fetch(_LIST_BRANCHES, self.session_id)
+        ]
+
+    # Turns
+
+    async def get_conversation_turns(self, branch_id: str | None = None) -> list[dict[str, Any]]:
+        """The user turns of a branch: turn, content (first 100 characters), full_content,
+        timestamp, can_branch."""
+        return [_turn(row, 100) for row in await self._user_turns(branch_id)]
+
+    async def find_turns_by_content(self, search_term: str, branch_id: str | None = None) -> list[dict[str, Any]]:
+        """The user turns of a branch whose text contains `search_term` (ASCII case-insensitive,
+        as SQLite's LIKE), in the format of `get_conversation_turns` (content not truncated)."""
+        pattern = re.compile(re.escape(search_term), re.IGNORECASE | re.ASCII)
+        prefilter = None if _JSON_ESCAPED.search(search_term) else search_term
+        matches = []
+        for row in await self._user_turns(branch_id, prefilter):
+            content = row["message_data"].get("content", "") if isinstance(row["message_data"], dict) else ""
+            texts = [content] if isinstance(content, str) else [part.get("text", "") for part in content if isinstance(part, dict)]
+            if any(pattern.search(text) for text in texts):
+                matches.append(_turn(row, None))
+        return matches
+
+    async def _user_turns(self, branch_id: str | None, contains: str | None = None) -> list[dict[str, Any]]:
+        store = await self.store()
+        branch = branch_id if branch_id is not None else self._current_branch_id
+        if contains is None:
+            return await store.fetch(_USER_TURNS, self.session_id, branch)
+        # A superset of the matches (Unicode lower() is looser than ASCII-only case folding);
+        # the exact test is find_turns_by_content's.
+        sql = _USER_TURNS.replace("ORDER BY", "AND strpos(lower(m.message_data::text), lower($3)) > 0 ORDER BY")
+        return await store.fetch(sql, self.session_id, branch, contains)
+
+    async def get_conversation_by_turns(self, branch_id: str | None = None) -> dict[int, list[dict[str, str | None]]]:
+        """A branch's items grouped by turn: turn -> [{"type", "tool_name"}, ...]."""
+        store = await self.store()
+        branch = branch_id if branch_id is not None else self._current_branch_id
+        turns: dict[int, list[dict[str, str | None]]] = {}
+        for row in await store.fetch(_TURN_STRUCTURE, self.session_id, branch):
+            turns.setdefault(row["user_turn_number"], []).append({"type": row["message_type"], "tool_name": row["tool_name"]})
+        return turns
+
+    # Usage
+
+    async def store_run_usage(self, result: RunResult) -> None:
+        """Record `result`'s usage against the current turn of the current branch (replacing
+        what was recorded for it). Failures are logged, never raised, as in the SDK."""
+        try:
+            usage: Usage | None = result.context_wrapper.usage
+            if usage is None:
+                return
+            store = await self.store()
+            await _await_mutation(
+                store.execute(
+                    _STORE_USAGE,
+                    self.session_id,
+                    self._current_branch_id,
+                    usage.requests or 0,
+                    usage.input_tokens or 0,
+                    usage.output_tokens or 0,
+                    usage.total_tokens or 0,
+                    _details(usage.input_tokens_details),
+                    _details(usage.output_tokens_details),
+                )
+            )
+        except Exception:
+            self._logger.exception("Failed to store session usage for session %s", self.session_id)
+
+    async def get_session_usage(self, branch_id: str | None = None) -> dict[str, int] | None:
+        """Usage summed over every branch (or one): requests, tokens, total_turns; None if none."""
+        store = await self.store()
+        row = await store.fetchrow(_SESSION_USAGE, self.session_id, branch_id or None)
+        if row is None or row["requests"] is None:
+            return None
+        return {key: value or 0 for key, value in row.items()}
+
+    async def get_turn_usage(
+        self, user_turn_number: int | None = None, branch_id: str | None = None
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Usage of one turn (a dict, {} if none), or of every turn of a branch (a list)."""
+        store = await self.store()
+        branch = branch_id if branch_id is not None else self._current_branch_id
+        rows = await store.fetch(_TURN_USAGE, self.session_id, branch, user_turn_number)
+        if user_turn_number is not None:
+            if not rows:
+                return {}
+            row = dict(rows[0])
+            del row["user_turn_number"]
+            return row
+        return rows
+
+    async def get_tool_usage(self, branch_id: str | None = None) -> list[tuple[str, int, int]]:
+        """(tool_name, calls, turn) for each tool used in each turn of a branch."""
+        store = await self.store()
+        branch = branch_id if branch_id is not None else self._current_branch_id
+        rows = await store.fetch(_TOOL_USAGE, self.session_id, branch)
+        return [(row["tool_name"], row["uses"], row["user_turn_number"]) for row in rows]
+
+    def __repr__(self) -> str:
+        where = self._store.location if self._store is not None else "the default store"
+        return f"<AdvancedSession {self.session_id!r} branch {self._current_branch_id!r} in {where}>"
+
+
+# What AdvancedSQLiteSession records of each item, computed the same way.
+
+
+def _is_user_message(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("role") == "user"
+
+
+def _message_type(item: Any) -> str:
+    if isinstance(item, dict):
+        if item.get("role") in ("user", "assistant"):
+            return str(item["role"])
+        if item.get("type"):
+            return str(item["type"])
+    return "other"
+
+
+_NAMELESS_TOOL_CALLS = {
+    "computer_call", "file_search_call", "web_search_call", "code_interpreter_call", "shell_call", "apply_patch_call",
+}
+
+
+def _tool_name(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    kind = item.get("type")
+    if kind in ("mcp_call", "mcp_approval_request") and "server_label" in item:
+        label, name = item.get("server_label"), item.get("name")
+        if name and label:
+            return f"{label}.{name}"
+        return str(label) if label else (str(name) if name else None)
+    if kind in ("tool_search_call", "tool_search_output"):
+        return "tool_search"
+    if kind in _NAMELESS_TOOL_CALLS:
+        return str(kind)
+    if "name" in item:
+        name = item.get("name")
+        if name is None:
+            return None
+        namespace = item.get("namespace")
+        name_text, namespace_text = str(name), (str(namespace) if namespace is not None else None)
+        if is_reserved_synthetic_tool_namespace(name_text, namespace_text):
+            return name_text
+        return tool_qualified_name(name_text, namespace_text) or name_text
+    return None
+
+
+def _details(details: Any) -> Any:
+    """Token details as the SDK stores them (the object's fields), or None."""
+    if not details:
+        return None
+    try:
+        return json.loads(json.dumps(details.__dict__))
+    except (TypeError, ValueError):
+        return None
+
+
+def _turn(row: dict[str, Any], preview: int | None) -> dict[str, Any]:
+    content = row["message_data"].get("content", "") if isinstance(row["message_data"], dict) else ""
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    if preview is not None and len(text) > preview:
+        text = text[:preview] + "..."
+    return {"turn": row["turn"], "content": text, "full_content": content, "timestamp": row["timestamp"], "can_branch": True}
