@@ -7,6 +7,7 @@ and against AdvancedSession on each backend, and requires identical results.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -154,3 +155,107 @@ async def test_matches_advanced_sqlite_session(store: Store, tmp_path: Path) -> 
 
 def test_branch_errors_are_value_errors() -> None:
     assert issubclass(InvalidBranch, ValueError)
+
+
+def user(content: str) -> dict[str, Any]:
+    return {"role": "user", "content": content}
+
+
+def assistant(content: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": content}
+
+
+async def snapshot(store: Store, session_id: str) -> list[Any]:
+    """Every row the session owns, in every table, for before/after comparisons."""
+    rows = []
+    for table, order in (
+        ("agent_sessions", "session_id"), ("agent_messages", "id"), ("message_structure", "id"),
+        ("turn_usage", "id"), ("branch_reservations", "branch_id"),
+    ):
+        rows.append(await store.fetch(f"SELECT * FROM {table} WHERE session_id = $1 ORDER BY {order}", session_id))
+    return rows
+
+
+async def conversation(store: Store, turns: int = 3) -> AdvancedSession:
+    session = AdvancedSession(f"adv-{uuid.uuid4()}", store=store)
+    for number in range(1, turns + 1):
+        await session.add_items([user(f"question {number}"), assistant(f"answer {number}")])
+    return session
+
+
+async def test_refused_branch_operations_change_nothing(store: Store) -> None:
+    session = await conversation(store)
+    await session.create_branch_from_turn(2, "taken")
+    await session.switch_to_branch("main")
+    before = await snapshot(store, session.session_id)
+    for operation in (
+        session.create_branch_from_turn(2, "taken"),
+        session.create_branch_from_turn(7, "new"),
+        session.create_branch_from_content("nowhere", "new"),
+        session.delete_branch("unknown"),
+        session.delete_branch("main"),
+        session.switch_to_branch("unknown"),
+    ):
+        with pytest.raises(InvalidBranch):
+            await operation
+    assert await snapshot(store, session.session_id) == before
+    assert session.current_branch_id == "main"
+
+
+async def test_concurrent_writers_keep_one_order(store: Store) -> None:
+    """Sessions objects on one id, appending at once: every batch stays contiguous and in
+    order, sequence numbers are unique, and each user message starts a new turn."""
+    session_id = f"adv-{uuid.uuid4()}"
+    writers = [AdvancedSession(session_id, store=store) for _ in range(8)]
+
+    async def write(number: int, session: AdvancedSession) -> None:
+        for round_ in range(5):
+            await session.add_items([user(f"w{number} r{round_}"), assistant(f"w{number} r{round_} a")])
+
+    await asyncio.gather(*(write(number, session) for number, session in enumerate(writers)))
+    rows = await store.fetch(
+        "SELECT s.sequence_number, s.user_turn_number, m.message_data FROM message_structure s "
+        "JOIN agent_messages m ON m.id = s.message_id WHERE s.session_id = $1 ORDER BY s.sequence_number",
+        session_id,
+    )
+    assert [row["sequence_number"] for row in rows] == list(range(1, 81))
+    assert [row["user_turn_number"] for row in rows] == [turn for turn in range(1, 41) for _ in (0, 1)]
+    for question, answer in zip(rows[::2], rows[1::2]):
+        assert answer["message_data"]["content"] == question["message_data"]["content"] + " a"
+
+
+async def test_concurrent_branch_creation_with_one_name(store: Store) -> None:
+    session = await conversation(store)
+    rivals = [AdvancedSession(session.session_id, store=store) for _ in range(6)]
+    outcomes = await asyncio.gather(*(rival.create_branch_from_turn(3, "only-one") for rival in rivals), return_exceptions=True)
+    assert sum(outcome == "only-one" for outcome in outcomes) == 1
+    assert all(isinstance(outcome, InvalidBranch) for outcome in outcomes if outcome != "only-one")
+    assert await session.get_items(branch_id="only-one") == [user("question 1"), assistant("answer 1"), user("question 2"), assistant("answer 2")]
+
+
+async def test_pops_and_appends_at_once_lose_nothing(store: Store) -> None:
+    session = await conversation(store, turns=10)
+    popper, writer = AdvancedSession(session.session_id, store=store), AdvancedSession(session.session_id, store=store)
+    popped, _ = await asyncio.gather(
+        asyncio.gather(*(popper.pop_item() for _ in range(6))),
+        asyncio.gather(*(writer.add_items([user(f"late {n}")]) for n in range(4))),
+    )
+    remaining = await session.get_items()
+    assert len([item for item in popped if item is not None]) == 6
+    assert len(remaining) == 20 + 4 - 6
+    originals = [user(f"question {n}") for n in range(1, 11)] + [assistant(f"answer {n}") for n in range(1, 11)]
+    late = [user(f"late {n}") for n in range(4)]
+    everything = [item for item in popped if item is not None] + remaining
+    assert sorted(map(str, everything)) == sorted(map(str, originals + late))
+
+
+async def test_a_branch_shares_messages_until_deleted(store: Store) -> None:
+    session = await conversation(store)
+    await session.create_branch_from_turn(3, "alt")
+    await session.add_items([user("alt question"), assistant("alt answer")])
+    messages = await store.fetchval("SELECT count(*) FROM agent_messages WHERE session_id = $1", session.session_id)
+    assert messages == 6 + 2  # the four copied rows point at main's messages
+    await session.delete_branch("alt", force=True)
+    assert session.current_branch_id == "main"
+    assert await store.fetchval("SELECT count(*) FROM agent_messages WHERE session_id = $1", session.session_id) == 6
+    assert len(await session.get_items()) == 6

@@ -95,7 +95,10 @@ async def _sessions_list(store: Store, args: argparse.Namespace) -> int:
     from .session import Session
 
     infos = await Session.list_sessions(store, limit=args.limit)
-    print_table(["session_id", "items", "created_at", "last_active"], [(i.session_id, i.items, i.created_at, i.last_active) for i in infos])
+    print_table(
+        ["session_id", "items", "created_at", "last_active", "expires_at"],
+        [(i.session_id, i.items, i.created_at, i.last_active, i.expires_at) for i in infos],
+    )
     return 0
 
 
@@ -125,6 +128,14 @@ async def _sessions_delete(store: Store, args: argparse.Namespace) -> int:
     if not await Session.delete_session(args.session_id, store):
         raise _Failure(f"no session {args.session_id!r}; `timestep sessions list` shows the stored ones")
     print(f"deleted session {args.session_id}")
+    return 0
+
+
+async def _sessions_purge(store: Store, args: argparse.Namespace) -> int:
+    from .session import Session
+
+    purged = await Session.purge_expired(store)
+    print(f"purged {purged} expired session{'' if purged == 1 else 's'}")
     return 0
 
 
@@ -270,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     delete = sessions.add_parser("delete", parents=[common], help="delete one session and its items")
     delete.add_argument("session_id")
     delete.set_defaults(run=_sessions_delete)
+    sessions.add_parser("purge", parents=[common], help="delete every expired session (those created with a ttl)").set_defaults(run=_sessions_purge)
 
     runs = commands.add_parser("runs", help="list, show, approve, reject or resume saved runs").add_subparsers(dest="action", required=True, metavar="ACTION")
     run_list = runs.add_parser("list", parents=[common], help="runs with a saved state: status, pending approvals, saved at")
