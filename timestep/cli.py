@@ -234,6 +234,31 @@ def _import_agent(spec: str) -> Any:
     return value
 
 
+async def _namespaces_list(store: Store, args: argparse.Namespace) -> int:
+    from .store.namespace import list_namespaces
+
+    found = await list_namespaces(store)
+    print_table(["namespace", "sessions", "runs"], [(n.name, n.sessions, n.runs) for n in found])
+    return 0
+
+
+async def _namespaces_drop(store: Store, args: argparse.Namespace) -> int:
+    from .store.namespace import check_name, drop_namespace, list_namespaces
+
+    name = check_name(args.name)
+    found = {n.name: n for n in await list_namespaces(store)}
+    if name not in found:
+        raise _Failure(f"no namespace {name!r}; `timestep namespaces list` shows them")
+    if not args.yes:
+        info = found[name]
+        print(f"drop namespace {name!r} with {info.sessions} sessions and {info.runs} runs? type its name to confirm: ", end="", flush=True)
+        if sys.stdin.readline().strip() != name:
+            raise _Failure(f"not confirmed: namespace {name!r} was not dropped")
+    await drop_namespace(store, name)
+    print(f"dropped namespace {name}")
+    return 0
+
+
 async def _serve(store: Store, args: argparse.Namespace) -> int:
     """Keep the embedded database open, so other processes (the JavaScript module, say) can
     reach it through the sidecar's socket, until interrupted."""
@@ -257,9 +282,11 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--uri", help="postgresql://... or memory:// (default: PG_CONNECTION_URI, else PGlite)")
-    common.add_argument("--pglite-path", help="PGlite directory (default: TIMESTEP_PGLITE_DIR, else the user data dir)")
+    location = argparse.ArgumentParser(add_help=False)
+    location.add_argument("--uri", help="postgresql://... or memory:// (default: PG_CONNECTION_URI, else PGlite)")
+    location.add_argument("--pglite-path", help="PGlite directory (default: TIMESTEP_PGLITE_DIR, else the user data dir)")
+    common = argparse.ArgumentParser(add_help=False, parents=[location])
+    common.add_argument("--namespace", help="work in this namespace (default: TIMESTEP_NAMESPACE, else none)")
 
     parser = argparse.ArgumentParser(prog="timestep", description="Durable OpenAI Agents runs.", parents=[common])
     parser.add_argument("--version", action="version", version=f"timestep {__version__}")
@@ -301,12 +328,19 @@ def _parser() -> argparse.ArgumentParser:
     run_resume.add_argument("run_id")
     run_resume.add_argument("--agent", required=True, help="module:attribute naming the Agent (or a function returning it)")
     run_resume.set_defaults(run=_runs_resume)
+
+    namespaces = commands.add_parser("namespaces", help="list or drop namespaces").add_subparsers(dest="action", required=True, metavar="ACTION")
+    namespaces.add_parser("list", parents=[location], help="namespaces with their session and run counts").set_defaults(run=_namespaces_list, namespace=None)
+    drop = namespaces.add_parser("drop", parents=[location], help="drop a namespace and everything in it (asks first)")
+    drop.add_argument("name")
+    drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    drop.set_defaults(run=_namespaces_drop, namespace=None)
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    async with await open_store(args.uri, pglite_path=args.pglite_path) as store:
+    async with await open_store(args.uri, pglite_path=args.pglite_path, namespace=args.namespace) as store:
         args.opened_in = time.perf_counter() - started
         command: Command = args.run
         return await command(store, args)

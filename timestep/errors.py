@@ -15,6 +15,10 @@ class ConfigurationError(StoreError, ValueError):
     """The arguments to `open_store` do not name a store timestep can open."""
 
 
+class InvalidNamespace(ConfigurationError):
+    """A namespace name timestep will not turn into a schema; the message says what is allowed."""
+
+
 class StoreClosed(StoreError):
     """The store was used after `aclose()`."""
 

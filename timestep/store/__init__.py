@@ -7,6 +7,7 @@ import os
 from ..errors import ConfigurationError
 from .base import QueryResult, Statement, Store
 from .datadir import default_pglite_dir
+from .namespace import check_name, create_namespace
 from .pglite import PGliteStore
 from .postgres import PostgresStore
 from .schema import migrate
@@ -17,7 +18,10 @@ MEMORY_URI = "memory://"
 
 
 async def open_store(
-    uri: str | None = None, *, pglite_path: str | os.PathLike[str] | None = None
+    uri: str | None = None,
+    *,
+    pglite_path: str | os.PathLike[str] | None = None,
+    namespace: str | None = None,
 ) -> Store:
     """Open a store and bring its tables up to date.
 
@@ -25,24 +29,33 @@ async def open_store(
     - `memory://`: a new in-memory PGlite, gone when closed;
     - otherwise PGlite in `pglite_path`, else TIMESTEP_PGLITE_DIR, else the user data dir.
     An explicit `pglite_path` wins over PG_CONNECTION_URI.
+
+    `namespace` (else TIMESTEP_NAMESPACE) keeps this store's sessions, runs and tables apart
+    from every other namespace's and from the default's, in a schema of its own.
     """
+    if namespace is None:
+        namespace = os.environ.get("TIMESTEP_NAMESPACE") or None
+    if namespace is not None:
+        check_name(namespace)
     if uri is None and pglite_path is None:
         uri = os.environ.get("PG_CONNECTION_URI") or None
     if uri is not None and pglite_path is not None:
         raise ConfigurationError("give either uri or pglite_path, not both")
     store: Store
     if uri is None:
-        store = PGliteStore.for_directory(pglite_path or default_pglite_dir())
+        store = PGliteStore.for_directory(pglite_path or default_pglite_dir(), namespace)
     elif uri == MEMORY_URI:
-        store = PGliteStore.in_memory()
+        store = PGliteStore.in_memory(namespace)
     elif uri.startswith(("postgresql://", "postgres://")):
-        store = PostgresStore(uri)
+        store = PostgresStore(uri, namespace)
     else:
         raise ConfigurationError(
             f"cannot open {uri!r}: use a postgresql:// URI, {MEMORY_URI!r}, or no URI for the "
             "embedded PGlite"
         )
     try:
+        if namespace is not None:
+            await create_namespace(store, namespace)
         await migrate(store)
     except BaseException:
         await store.aclose()

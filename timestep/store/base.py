@@ -35,8 +35,9 @@ class Store(abc.ABC):
 
     backend: str  # "pglite" or "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str | None = None) -> None:
         self._closed = False
+        self.namespace = namespace  # None: the default schema (see namespace.py)
 
     @property
     def closed(self) -> bool:

@@ -12,6 +12,7 @@ from . import protocol
 from .adapt import RowDecoder, dump_params
 from .base import QueryResult, Statement, Store
 from .datadir import DataDir
+from .namespace import schema_of
 from .sidecar import Sidecar
 
 _shared: dict[str, tuple[Sidecar, int]] = {}  # data dir -> (sidecar, stores using it)
@@ -47,18 +48,20 @@ class PGliteStore(Store):
 
     backend = "pglite"
 
-    def __init__(self, sidecar: Sidecar, *, shared: bool) -> None:
-        super().__init__()
+    def __init__(self, sidecar: Sidecar, *, shared: bool, namespace: str | None = None) -> None:
+        super().__init__(namespace)
         self._sidecar = sidecar
         self._shared = shared
+        # Stores of every namespace share the directory's sidecar: each request names its path.
+        self._search_path = schema_of(namespace) if namespace is not None else None
 
     @classmethod
-    def for_directory(cls, path: str | os.PathLike[str]) -> PGliteStore:
-        return cls(_acquire(DataDir(path)), shared=True)
+    def for_directory(cls, path: str | os.PathLike[str], namespace: str | None = None) -> PGliteStore:
+        return cls(_acquire(DataDir(path)), shared=True, namespace=namespace)
 
     @classmethod
-    def in_memory(cls) -> PGliteStore:
-        return cls(Sidecar(None), shared=False)
+    def in_memory(cls, namespace: str | None = None) -> PGliteStore:
+        return cls(Sidecar(None), shared=False, namespace=namespace)
 
     @property
     def location(self) -> str:
@@ -86,7 +89,7 @@ class PGliteStore(Store):
     async def query(self, sql: str, *params: Any) -> QueryResult:
         texts, types = dump_params(params)
         reply = await self._request(
-            lambda request_id: protocol.Query(id=request_id, sql=sql, params=texts, types=types)
+            lambda request_id: protocol.Query(id=request_id, sql=sql, params=texts, types=types, search_path=self._search_path)
         )
         assert isinstance(reply, protocol.Result)
         rows: list[tuple[Any, ...]] = []
@@ -103,13 +106,13 @@ class PGliteStore(Store):
         if not encoded:
             return []
         reply = await self._request(
-            lambda request_id: protocol.Batch(id=request_id, statements=encoded)
+            lambda request_id: protocol.Batch(id=request_id, statements=encoded, search_path=self._search_path)
         )
         assert isinstance(reply, protocol.BatchResult)
         return reply.affected
 
     async def execute_script(self, sql: str) -> None:
-        await self._request(lambda request_id: protocol.Exec(id=request_id, sql=sql))
+        await self._request(lambda request_id: protocol.Exec(id=request_id, sql=sql, search_path=self._search_path))
 
     async def _close(self) -> None:
         if not self._shared or _release(self._sidecar):

@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import ConnectionFailed, InvalidParameter, StoreError, database_error
 from .adapt import ADAPTERS, check_params
 from .base import QueryResult, Statement, Store
+from .namespace import schema_of
 
 POOL_MAX = int(os.environ.get("TIMESTEP_PG_POOL_MAX", "10"))
 CONNECT_TIMEOUT = 10
@@ -57,14 +58,27 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")  # the same as PGlite: datetimes come back in UTC
 
 
+def _configure_for(search_path: str | None) -> Any:
+    """The pool's per-connection setup: UTC, and a namespace's schema as the search_path."""
+    if search_path is None:
+        return _configure
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await _configure(conn)
+        await conn.execute(f"SET search_path TO {search_path}")  # a checked, quoted schema name
+
+    return configure
+
+
 class PostgresStore(Store):
     """A store on a PostgreSQL server."""
 
     backend = "postgres"
 
-    def __init__(self, uri: str) -> None:
-        super().__init__()
+    def __init__(self, uri: str, namespace: str | None = None) -> None:
+        super().__init__(namespace)
         self._uri = uri
+        self._configure = _configure_for(schema_of(namespace) if namespace is not None else None)
         # One pool per event loop, stored as the task that opens it: concurrent first requests
         # on a loop all await the same task, so a loop never gets two pools.
         self._pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool[Any]]] = {}
@@ -95,7 +109,7 @@ class PostgresStore(Store):
             min_size=1,
             max_size=POOL_MAX,
             open=False,
-            configure=_configure,
+            configure=self._configure,
             kwargs={
                 "autocommit": True,
                 "cursor_factory": psycopg.AsyncRawCursor,

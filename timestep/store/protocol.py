@@ -24,25 +24,32 @@ class Statement(msgspec.Struct, array_like=True):
 # Requests (Python -> sidecar)
 
 
-class Query(msgspec.Struct, tag="query", tag_field="type"):
+# Each of the three SQL requests may name a `search_path` (a namespace's schema, quoted): the
+# sidecar's one PGlite session is switched to it first. None: PostgreSQL's default path.
+
+
+class Query(msgspec.Struct, tag="query", tag_field="type", omit_defaults=True):
     id: int
     sql: str
     params: list[str | None]
     types: list[int]
+    search_path: str | None = None
 
 
-class Exec(msgspec.Struct, tag="exec", tag_field="type"):
+class Exec(msgspec.Struct, tag="exec", tag_field="type", omit_defaults=True):
     """Many statements, no parameters (simple query protocol)."""
 
     id: int
     sql: str
+    search_path: str | None = None
 
 
-class Batch(msgspec.Struct, tag="batch", tag_field="type"):
+class Batch(msgspec.Struct, tag="batch", tag_field="type", omit_defaults=True):
     """Statements run in order in one transaction: all or nothing."""
 
     id: int
     statements: list[Statement]
+    search_path: str | None = None
 
 
 class Close(msgspec.Struct, tag="close", tag_field="type"):
