@@ -32,6 +32,7 @@ bench: $(READY)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/session.py
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/advanced.py
 
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .hypothesis

@@ -86,9 +86,11 @@ MIGRATIONS: list[tuple[int, str]] = [
 
         -- AdvancedSession: the SDK's AdvancedSQLiteSession tables in PostgreSQL types. Each
         -- message of a session appears once per branch that holds it (branches share messages).
+        -- Rows go with their message (and so with their session): no second foreign key to
+        -- check on each of the hundreds of rows a branch copies.
         CREATE TABLE message_structure (
             id bigserial PRIMARY KEY,
-            session_id text NOT NULL REFERENCES agent_sessions (session_id) ON DELETE CASCADE,
+            session_id text NOT NULL,
             message_id bigint NOT NULL REFERENCES agent_messages (id) ON DELETE CASCADE,
             branch_id text NOT NULL DEFAULT 'main',
             message_type text NOT NULL,
@@ -98,8 +100,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             tool_name text,
             created_at timestamptz NOT NULL DEFAULT now()
         );
+        CREATE INDEX message_structure_session_seq ON message_structure (session_id, sequence_number);
         CREATE INDEX message_structure_branch_seq ON message_structure (session_id, branch_id, sequence_number);
-        CREATE INDEX message_structure_branch_turn ON message_structure (session_id, branch_id, user_turn_number);
         CREATE INDEX message_structure_message ON message_structure (message_id);
         CREATE TABLE turn_usage (
             id bigserial PRIMARY KEY,
@@ -140,8 +142,10 @@ MIGRATIONS: list[tuple[int, str]] = [
                 RAISE EXCEPTION USING ERRCODE = 'P0002',
                     MESSAGE = format('Turn %s does not contain a user message in branch %L', p_turn, p_source);
             END IF;
+            -- Branches other than "main" were reserved when created: reserve the two that may not be.
             INSERT INTO branch_reservations (session_id, branch_id)
-                SELECT DISTINCT session_id, branch_id FROM message_structure WHERE session_id = p_session
+                SELECT p_session, b.branch_id FROM (VALUES (p_source), ('main')) AS b (branch_id)
+                WHERE EXISTS (SELECT 1 FROM message_structure WHERE session_id = p_session AND branch_id = b.branch_id)
                 ON CONFLICT DO NOTHING;
             IF p_name IS NOT NULL THEN
                 v_branch := p_name;

@@ -1,0 +1,129 @@
+"""Advanced-session benchmark: branching a long conversation, and reading the branch.
+
+    python bench/advanced.py [--rounds N]
+
+A 1,000-item session (100 user turns of 10 items each) is prepared once per implementation.
+Each round creates a branch from turn 50 (copying the ~490 items of turns 1-49) and reads the
+branch back with `get_items()`; the branch is then deleted, untimed, so every round sees the
+same session. Median ms for:
+- timestep `AdvancedSession` on PGlite (the sidecar) and on PostgreSQL;
+- the SDK's `AdvancedSQLiteSession` on a file.
+Target (issue 7): within 2x of AdvancedSQLiteSession on PGlite, faster on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from agents.extensions.memory import AdvancedSQLiteSession
+
+from common import postgres_uri
+
+from timestep import AdvancedSession, open_store
+
+TURNS, ITEMS_PER_TURN, BRANCH_TURN = 100, 10, 50
+
+
+def conversation() -> list[dict[str, Any]]:
+    """1,000 items: each turn a user message, then tool calls, outputs and an answer."""
+    items: list[dict[str, Any]] = []
+    for turn in range(1, TURNS + 1):
+        items.append({"role": "user", "content": f"question {turn}: " + "what about the order status " * 3})
+        for n in range(4):
+            items.append({"type": "function_call", "call_id": f"c{turn}_{n}", "name": "lookup_order", "arguments": '{"order_id": "A-1234"}'})
+            items.append({"type": "function_call_output", "call_id": f"c{turn}_{n}", "output": "shipped " * 10})
+        items.append({"role": "assistant", "content": f"answer {turn}: " + "it has shipped and arrives soon " * 3})
+    assert len(items) == TURNS * ITEMS_PER_TURN
+    return items
+
+
+async def median_ms(operation: Callable[[], Awaitable[Any]], rounds: int, warmup: int) -> float:
+    times = []
+    for number in range(warmup + rounds):
+        begin = time.perf_counter()
+        await operation()
+        if number >= warmup:
+            times.append(time.perf_counter() - begin)
+    return statistics.median(times) * 1000
+
+
+async def measure(session: Any, rounds: int, warmup: int) -> tuple[float, float]:
+    """(branch creation ms, get_items on the branch ms)."""
+    for start in range(0, TURNS * ITEMS_PER_TURN, 100):  # written in batches, as turns would be
+        await session.add_items(conversation()[start : start + 100])
+    create_times, read_times = [], []
+    for number in range(warmup + rounds):
+        name = f"what-if-{number}"
+        begin = time.perf_counter()
+        await session.create_branch_from_turn(BRANCH_TURN, name)
+        created = time.perf_counter()
+        items = await session.get_items()
+        read = time.perf_counter()
+        assert len(items) == (BRANCH_TURN - 1) * ITEMS_PER_TURN
+        await session.switch_to_branch("main")
+        await session.delete_branch(name)
+        if number >= warmup:
+            create_times.append(created - begin)
+            read_times.append(read - created)
+    return statistics.median(create_times) * 1000, statistics.median(read_times) * 1000
+
+
+async def main(rounds: int, warmup: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="timestep-bench-advanced-"))
+    os.environ.setdefault("TIMESTEP_CACHE_DIR", str(work / "cache"))
+    uri = postgres_uri()
+    results: dict[str, tuple[float, float]] = {}
+    async with AsyncExitStack() as stack:
+        pglite = await stack.enter_async_context(await open_store(pglite_path=work / "pglite"))
+        for _ in range(2000):  # PGlite's JIT warm-up (see bench/store.py)
+            await pglite.fetchval("SELECT 1")
+        sqlite = AdvancedSQLiteSession(session_id="bench", db_path=work / "sdk.sqlite", create_tables=True)
+        try:
+            results["AdvancedSQLiteSession, file"] = await measure(sqlite, rounds, warmup)
+        finally:
+            sqlite.close()
+        results["AdvancedSession, PGlite"] = await measure(AdvancedSession(f"bench-{uuid.uuid4()}", store=pglite), rounds, warmup)
+        if uri:
+            server = await stack.enter_async_context(await open_store(uri))
+            session = AdvancedSession(f"bench-{uuid.uuid4()}", store=server)
+            results["AdvancedSession, PostgreSQL"] = await measure(session, rounds, warmup)
+            await session.clear_session()
+
+    print(
+        f"timestep advanced-session benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"a {TURNS * ITEMS_PER_TURN}-item session, branch from turn {BRANCH_TURN}; median ms of {rounds} after {warmup} warm-up"
+    )
+    reference = results["AdvancedSQLiteSession, file"]
+    header = ["implementation", "create_branch_from_turn", "get_items on the branch", "vs AdvancedSQLiteSession", "target"]
+    rows = [header]
+    for name, (create, read) in results.items():
+        if name == "AdvancedSQLiteSession, file":
+            ratio, target = "", ""
+        else:
+            ratio = f"{create / reference[0]:.2f}x / {read / reference[1]:.2f}x"
+            target = "<= 2x" if "PGlite" in name else "< 1x"
+        rows.append([name, f"{create:.2f}", f"{read:.2f}", ratio, target])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    if not uri:
+        print("(no PostgreSQL: set PG_CONNECTION_URI for the PostgreSQL row)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.rounds, args.warmup))
