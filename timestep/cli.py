@@ -1,4 +1,4 @@
-"""The `timestep` command: demo, doctor, serve, sql, sessions, runs.
+"""The `timestep` command: demo, doctor, serve, sql, sessions, runs, memory, namespaces.
 
 Every command takes `--uri` / `--pglite-path` (default: PG_CONNECTION_URI, else PGlite in the
 default directory). Errors print one line to stderr and exit 1.
@@ -234,6 +234,39 @@ def _import_agent(spec: str) -> Any:
     return value
 
 
+async def _memory_list(store: Store, args: argparse.Namespace) -> int:
+    from .memory import Memory
+
+    facts = await Memory(store, scope=args.scope).list(subject=args.subject, limit=args.limit)
+    _print_facts(facts, with_score=False)
+    return 0
+
+
+async def _memory_search(store: Store, args: argparse.Namespace) -> int:
+    from .memory import Memory
+
+    facts = await Memory(store, scope=args.scope).recall(args.text, subject=args.subject, limit=args.limit)
+    _print_facts(facts, with_score=True)
+    return 0
+
+
+async def _memory_forget(store: Store, args: argparse.Namespace) -> int:
+    from .memory import Memory
+
+    await Memory(store, scope=args.scope).forget(args.id)
+    print(f"forgot fact {args.id} in scope {args.scope}")
+    return 0
+
+
+def _print_facts(facts: Sequence[Any], *, with_score: bool) -> None:
+    columns = ["id", "subject", "tags", "text", "updated_at", *(["score"] if with_score else [])]
+    rows = [
+        (f.id, f.subject, ",".join(f.tags), f.text, f.updated_at, *([round(f.score, 4)] if with_score else []))
+        for f in facts
+    ]
+    print_table(columns, rows)
+
+
 async def _namespaces_list(store: Store, args: argparse.Namespace) -> int:
     from .store.namespace import list_namespaces
 
@@ -328,6 +361,22 @@ def _parser() -> argparse.ArgumentParser:
     run_resume.add_argument("run_id")
     run_resume.add_argument("--agent", required=True, help="module:attribute naming the Agent (or a function returning it)")
     run_resume.set_defaults(run=_runs_resume)
+
+    memory = commands.add_parser("memory", help="list, search or forget remembered facts").add_subparsers(dest="action", required=True, metavar="ACTION")
+    scoped = argparse.ArgumentParser(add_help=False, parents=[common])
+    scoped.add_argument("--scope", default="global", help="global (default), user:<id> or agent:<name>")
+    memory_list = memory.add_parser("list", parents=[scoped], help="facts of a scope, most recently updated first")
+    memory_list.add_argument("--subject")
+    memory_list.add_argument("--limit", type=int, default=100)
+    memory_list.set_defaults(run=_memory_list)
+    search = memory.add_parser("search", parents=[scoped], help="facts matching TEXT, best first (full-text search)")
+    search.add_argument("text")
+    search.add_argument("--subject")
+    search.add_argument("--limit", type=int, default=10)
+    search.set_defaults(run=_memory_search)
+    forget = memory.add_parser("forget", parents=[scoped], help="delete one fact by id")
+    forget.add_argument("id", type=int)
+    forget.set_defaults(run=_memory_forget)
 
     namespaces = commands.add_parser("namespaces", help="list or drop namespaces").add_subparsers(dest="action", required=True, metavar="ACTION")
     namespaces.add_parser("list", parents=[location], help="namespaces with their session and run counts").set_defaults(run=_namespaces_list, namespace=None)

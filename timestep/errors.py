@@ -141,6 +141,15 @@ class InvalidBranch(TimestepError, ValueError):
     used before, deleting "main"); nothing was changed. A ValueError, as in the SDK."""
 
 
+class InvalidMemory(TimestepError, ValueError):
+    """A memory operation got bad input (empty or oversized text, a bad scope, tag or limit);
+    nothing was stored or changed."""
+
+
+class MemoryNotFound(TimestepError, LookupError):
+    """No memory with that id in this scope (another scope's ids are not visible)."""
+
+
 class RunStateNotFound(TimestepError, LookupError):
     """There is no saved state for this run."""
 
