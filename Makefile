@@ -33,6 +33,7 @@ bench: $(READY)
 	$(BIN)/python bench/session.py
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/advanced.py
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .hypothesis

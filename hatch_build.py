@@ -15,7 +15,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-NODE_PACKAGES = ["@electric-sql/pglite", "@msgpack/msgpack"]
+NODE_PACKAGES = ["@electric-sql/pglite", "@electric-sql/pglite-pgvector", "@msgpack/msgpack"]
 
 
 def _npm() -> list[str]:

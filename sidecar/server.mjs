@@ -101,6 +101,17 @@ async function makeTemplate(PGlite, out) {
   fs.renameSync(tmp, out);
 }
 
+/** pgvector, when its package is installed: registering it costs no measurable start-up
+ * time, and `CREATE EXTENSION vector` then works (timestep.memory's vector recall). */
+async function optionalExtensions() {
+  try {
+    const { vector } = await import('@electric-sql/pglite-pgvector');
+    return { vector };
+  } catch {
+    return {};
+  }
+}
+
 async function openDatabase(PGlite) {
   const dataDir = arg('--data-dir');
   const template = arg('--template');
@@ -110,6 +121,7 @@ async function openDatabase(PGlite) {
   const options = {
     relaxedDurability: false,
     postgresqlconf: ['shared_buffers = 16MB', 'wal_buffers = 1MB'],
+    extensions: await optionalExtensions(),
   };
   if (dataDir) {
     options.dataDir = dataDir;

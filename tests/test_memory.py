@@ -190,3 +190,66 @@ async def test_memory_commands(tmp_path: Path) -> None:
         forgot = timestep("forget", str(fact.id), "--scope", "agent:helper")
         assert forgot.returncode == 0, forgot.stderr
         assert await memory.list() == []
+
+
+SYNONYMS = {"automobile": "car", "vehicle": "car", "cars": "car", "bike": "bicycle"}
+
+
+def toy_embed(texts: list[str]) -> list[list[float]]:
+    """A deterministic bag-of-words embedding (32 hashed buckets) that knows a few synonyms:
+    enough to show ranking by similarity, with no model to download."""
+    import hashlib
+    import math
+
+    vectors = []
+    for text_ in texts:
+        vector = [0.0] * 32
+        for word in text_.lower().replace("'", " ").split():
+            word = word.strip(".,?!")
+            word = SYNONYMS.get(word, word)
+            vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % 32] += 1.0
+        norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+        vectors.append([value / norm for value in vector])
+    return vectors
+
+
+async def test_vector_recall_or_a_clear_fallback(store: Store) -> None:
+    import warnings
+
+    from timestep.memory import VectorRecallUnavailable
+
+    memory = Memory(store, scope=fresh_scope(), embed=toy_embed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        car = await memory.remember("Alice drives a red car to work")
+        await memory.remember("Bob rides a bicycle on weekends")
+        await memory.remember("The meeting moved to Thursday")
+    notices = [warning for warning in caught if issubclass(warning.category, VectorRecallUnavailable)]
+    if store.backend == "pglite":  # PGlite's pgvector package is always there
+        assert memory.vector_recall is True
+    if memory.vector_recall:
+        assert notices == []
+        ranked = await memory.recall("which automobile does she use")  # no word in common with the fact
+        assert ranked[0].id == car.id and ranked[0].score is not None and ranked[0].score > ranked[1].score
+        await memory.update(car.id, text="Alice now takes the bike")  # re-embedded with the text
+
+        def score(facts: list[Any]) -> float:
+            return next(fact.score for fact in facts if fact.id == car.id)
+
+        assert score(await memory.recall("bicycle")) > score(await memory.recall("automobile"))
+    else:  # PostgreSQL without pgvector: told once, then full-text search
+        assert len(notices) == 1 and "pgvector cannot be enabled" in str(notices[0].message)
+        assert "full-text search" in str(notices[0].message)
+        assert [fact.id for fact in await memory.recall("red car")] == [car.id]
+
+
+async def test_a_bad_embedding_stores_nothing(tmp_path: Path) -> None:
+    async with await open_store(pglite_path=tmp_path) as store:  # PGlite: pgvector is always there
+        for embed, message in (
+            (lambda texts: [[float("nan")] * 4 for _ in texts], "NaN or infinity"),
+            (lambda texts: [], "returned 0 vectors for 1 text"),
+        ):
+            memory = Memory(store, scope=fresh_scope(), embed=embed)
+            with pytest.raises(InvalidMemory, match=message):
+                await memory.remember("anything")
+            assert await memory.list() == []

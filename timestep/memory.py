@@ -9,6 +9,11 @@ matches of more words, closer together, or in the subject rank higher.
 Every memory belongs to a scope: "global", "user:<id>" or "agent:<name>". A `Memory` object
 works in exactly one scope, and its tools (`as_tools()`) can reach nothing outside it.
 
+With an embedding function (`embed=`: texts -> vectors, sync or async) facts are also stored
+as vectors and recall ranks by cosine similarity, through pgvector: PGlite's pgvector package
+on the embedded default, the server's extension on PostgreSQL. Where pgvector cannot be
+enabled, recall falls back to full-text search and says so once (`VectorRecallUnavailable`).
+
     memory = Memory(scope="user:alice")
     await memory.remember("Alice's favourite colour is blue", subject="alice", tags=["preferences"])
     [fact] = await memory.recall("what colour does alice like?")
@@ -18,14 +23,21 @@ works in exactly one scope, and its tools (`as_tools()`) can reach nothing outsi
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import math
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
-from .errors import InvalidMemory, MemoryNotFound
+from .errors import DatabaseError, InvalidMemory, MemoryNotFound
 from .store import Store, open_store
 from .store.default import store_or_default
+from .store.schema import MIGRATION_LOCK
+
+Vectors = Sequence[Sequence[float]]
+Embedder = Callable[[list[str]], Union[Vectors, Awaitable[Vectors]]]
 
 MAX_TEXT = 10_000  # characters of a fact's text or an episode's summary
 MAX_SUBJECT = 200
@@ -71,6 +83,40 @@ _UPDATE = f"""
     RETURNING {_FACT_COLUMNS}, NULL::real AS score
 """
 _FORGET = "DELETE FROM memory_facts WHERE id = $1 AND scope = $2"
+
+# Vector recall. The extension lives in `public`, so every namespace sees the one type; the
+# embeddings table is made on first use (it needs the extension, which migrations cannot
+# assume). Facts remembered without the embedding function have no row here.
+_ENABLE_VECTORS = [
+    ("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]),
+    ("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public", []),
+    (
+        "CREATE TABLE IF NOT EXISTS memory_embeddings ("
+        " fact_id bigint PRIMARY KEY REFERENCES memory_facts (id) ON DELETE CASCADE,"
+        " embedding public.vector NOT NULL)",
+        [],
+    ),
+]
+_REMEMBER_WITH_VECTOR = f"""
+    WITH fact AS ({_REMEMBER}),
+    embedded AS (INSERT INTO memory_embeddings (fact_id, embedding) SELECT id, $8::public.vector FROM fact)
+    SELECT * FROM fact
+"""
+_UPDATE_WITH_VECTOR = f"""
+    WITH fact AS ({_UPDATE}),
+    embedded AS (
+        INSERT INTO memory_embeddings (fact_id, embedding) SELECT id, $6::public.vector FROM fact
+        ON CONFLICT (fact_id) DO UPDATE SET embedding = excluded.embedding
+    )
+    SELECT * FROM fact
+"""
+_RECALL_BY_VECTOR = f"""
+    SELECT {_FACT_COLUMNS}, (1 - (e.embedding OPERATOR(public.<=>) $2::public.vector))::real AS score
+    FROM memory_facts JOIN memory_embeddings e ON e.fact_id = memory_facts.id
+    WHERE scope = $1 AND {_LIVE} AND {_FILTERS}
+    ORDER BY e.embedding OPERATOR(public.<=>) $2::public.vector, updated_at DESC, id DESC
+    LIMIT $7
+"""
 _RECORD_EPISODE = """
     INSERT INTO memory_episodes (scope, summary, session_id, run_id, outcome) VALUES ($1, $2, $3, $4, $5)
     RETURNING id, scope, summary, session_id, run_id, outcome, created_at, NULL::real AS score
@@ -86,6 +132,10 @@ _LIST_EPISODES = """
     SELECT id, scope, summary, session_id, run_id, outcome, created_at, NULL::real AS score
     FROM memory_episodes WHERE scope = $1 ORDER BY created_at DESC, id DESC LIMIT $2
 """
+
+
+class VectorRecallUnavailable(UserWarning):
+    """pgvector cannot be enabled on this store: recall uses full-text search instead."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +179,14 @@ def check_scope(scope: str) -> str:
 class Memory:
     """Long-term memory of one scope, on a store (default: the process-wide store)."""
 
-    def __init__(self, store: Store | None = None, *, namespace: str | None = None, scope: str = "global") -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        namespace: str | None = None,
+        scope: str = "global",
+        embed: Embedder | None = None,
+    ) -> None:
         if store is not None and namespace is not None and store.namespace != namespace:
             raise InvalidMemory(
                 f"the store is in namespace {store.namespace!r}, not {namespace!r}: give one or the other"
@@ -138,6 +195,43 @@ class Memory:
         self.namespace = namespace
         self._store = store
         self._own_store: Store | None = None
+        self._embed = embed
+        self._vectors: bool | None = None if embed is not None else False  # None: not tried yet
+
+    @property
+    def vector_recall(self) -> bool | None:
+        """Whether recall ranks by embeddings: None until first used with an embedding function."""
+        return self._vectors
+
+    async def _vectors_ready(self, store: Store) -> bool:
+        """Enable pgvector and the embeddings table once; on failure, say so and use text search."""
+        if self._vectors is None:
+            try:
+                await store.execute_batch(_ENABLE_VECTORS)
+                self._vectors = True
+            except DatabaseError as exc:
+                self._vectors = False
+                warnings.warn(
+                    f"vector recall is unavailable on the {store.backend} store at {store.location}: pgvector "
+                    f"cannot be enabled ({exc.message}); Memory.recall uses full-text search instead",
+                    VectorRecallUnavailable,
+                    stacklevel=3,
+                )
+        return bool(self._vectors)
+
+    async def _vector(self, text: str) -> str:
+        """`text`'s embedding as pgvector text ('[0.1,0.2,...]'), checked."""
+        assert self._embed is not None
+        produced = self._embed([text])
+        if inspect.isawaitable(produced):
+            produced = await produced
+        vectors = list(produced)  # type: ignore[arg-type]
+        if len(vectors) != 1:
+            raise InvalidMemory(f"the embedding function returned {len(vectors)} vectors for 1 text")
+        vector = [float(value) for value in vectors[0]]
+        if not vector or not all(math.isfinite(value) for value in vector):
+            raise InvalidMemory("the embedding function returned an empty vector or one with NaN or infinity")
+        return "[" + ",".join(repr(value) for value in vector) + "]"
 
     async def store(self) -> Store:
         """The store this memory lives in (a namespace's own store is opened on first use)."""
@@ -167,16 +261,12 @@ class Memory:
         ttl: float | dt.timedelta | None = None,
     ) -> Fact:
         """Store a fact; it expires after `ttl` (seconds or a timedelta) if one is given."""
-        row = await (await self.store()).fetchrow(
-            _REMEMBER,
-            self.scope,
-            _text(text, "fact"),
-            _subject(subject),
-            _tags(tags),
-            source_session,
-            source_run,
-            _ttl(ttl),
-        )
+        store = await self.store()
+        params = [self.scope, _text(text, "fact"), _subject(subject), _tags(tags), source_session, source_run, _ttl(ttl)]
+        if await self._vectors_ready(store):
+            row = await store.fetchrow(_REMEMBER_WITH_VECTOR, *params, await self._vector(text))
+        else:
+            row = await store.fetchrow(_REMEMBER, *params)
         assert row is not None
         return Fact(**row)
 
@@ -193,9 +283,12 @@ class Memory:
         """The facts of this scope that match `query`, best first, narrowed by subject, tags
         (all of them) and the time they were last updated ([since, until))."""
         _text(query, "query")
-        rows = await (await self.store()).fetch(
-            _RECALL, self.scope, query, subject, _tags(tags) if tags is not None else None, since, until, _limit(limit)
-        )
+        store = await self.store()
+        filters = [subject, _tags(tags) if tags is not None else None, since, until, _limit(limit)]
+        if await self._vectors_ready(store):
+            rows = await store.fetch(_RECALL_BY_VECTOR, self.scope, await self._vector(query), *filters)
+        else:
+            rows = await store.fetch(_RECALL, self.scope, query, *filters)
         return [Fact(**row) for row in rows]
 
     async def list(self, *, subject: str | None = None, tags: Sequence[str] | None = None, limit: int = 100) -> list[Fact]:
@@ -208,15 +301,15 @@ class Memory:
     async def update(
         self, fact_id: int, *, text: str | None = None, subject: str | None = None, tags: Sequence[str] | None = None
     ) -> Fact:
-        """Change a fact of this scope; MemoryNotFound if it has no such fact."""
-        row = await (await self.store()).fetchrow(
-            _UPDATE,
-            fact_id,
-            self.scope,
-            _text(text, "fact") if text is not None else None,
-            _subject(subject),
-            _tags(tags) if tags is not None else None,
-        )
+        """Change a fact of this scope (and its embedding, with the text); MemoryNotFound if it
+        has no such fact."""
+        store = await self.store()
+        params = [fact_id, self.scope, _text(text, "fact") if text is not None else None, _subject(subject)]
+        params.append(_tags(tags) if tags is not None else None)
+        if text is not None and await self._vectors_ready(store):
+            row = await store.fetchrow(_UPDATE_WITH_VECTOR, *params, await self._vector(text))
+        else:
+            row = await store.fetchrow(_UPDATE, *params)
         if row is None:
             raise MemoryNotFound(f"no fact {fact_id} in memory scope {self.scope!r}")
         return Fact(**row)
