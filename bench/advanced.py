@@ -28,7 +28,7 @@ from typing import Any
 
 from agents.extensions.memory import AdvancedSQLiteSession
 
-from common import postgres_uri
+from common import postgres_uri, print_columns
 
 from timestep import AdvancedSession, open_store
 
@@ -114,9 +114,7 @@ async def main(rounds: int, warmup: int) -> None:
             ratio = f"{create / reference[0]:.2f}x / {read / reference[1]:.2f}x"
             target = "<= 2x" if "PGlite" in name else "< 1x"
         rows.append([name, f"{create:.2f}", f"{read:.2f}", ratio, target])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print_columns(rows)
     if not uri:
         print("(no PostgreSQL: set PG_CONNECTION_URI for the PostgreSQL row)")
 

@@ -25,7 +25,7 @@ import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from common import postgres_uri
+from common import postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.memory import Memory
@@ -96,9 +96,7 @@ async def main(queries: int) -> None:
     for name, by_size in results.items():
         cells = [f"{ms:.2f} ms ({hits:.1f} found)" for ms, hits in (by_size[size] for size in SIZES)]
         rows.append([name, *cells, "< 20 ms" if name == "PostgreSQL" else ""])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print_columns(rows)
     if not uri:
         print("(no PostgreSQL: set PG_CONNECTION_URI for the PostgreSQL row)")
 

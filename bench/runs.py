@@ -27,7 +27,7 @@ from typing import Any
 from agents import Agent, Runner, function_tool
 from agents.run_state import RunState
 from agents.testing import ScriptedModel, function_call
-from common import postgres_uri
+from common import postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.run_state import RunStateStore
@@ -106,9 +106,7 @@ async def main(rounds: int) -> None:
     print(f"timestep durable-run benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; median ms of {rounds}")
     header = ["paused run", "what", "save ms", "load ms", "save / floor", "load / floor"]
     rows.append(["", "target", "", "", "<= 2x", "<= 2x"])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    print_columns([header, *rows])
     if not uri:
         print("(no PostgreSQL: set PG_CONNECTION_URI for the PostgreSQL rows)")
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from agents.memory import SessionABC, SQLiteSession
 
-from common import postgres_uri
+from common import postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.session import Session
@@ -102,9 +102,7 @@ async def main(turns: int, warmup: int) -> None:
 
     ratio_row("PGlite / SQLite file", "Session, PGlite", "SQLiteSession, file", "<= 2x")
     ratio_row("ours / SQLAlchemy on PG", "Session, PostgreSQL", "SQLAlchemySession, PostgreSQL", "< 1x")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print_columns([header, *rows])
     if not uri:
         print("(no PostgreSQL: set PG_CONNECTION_URI for the PostgreSQL rows)")
 

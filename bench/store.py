@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import postgres_uri
+from common import postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.store import Store
@@ -143,11 +143,9 @@ async def main(warmup: int, rounds: int) -> None:
         ("sidecar RSS, steady", f"{steady_mb:.0f} MB", "", "target <= 400 MB", ""),
     ]
     header = ("operation", "PGlite sidecar", "Node in-process", "ratio / target", "PostgreSQL")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"timestep store benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"{warmup} warm-up + {rounds} measured per-op rounds (medians)")
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    print_columns([header, *rows])
 
 
 if __name__ == "__main__":
