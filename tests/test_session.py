@@ -85,7 +85,7 @@ async def test_add_items_is_one_round_trip(store: Store) -> None:
     finally:
         for name in ("query", "execute_batch", "execute_script"):
             delattr(store, name)
-    assert calls == ["execute_batch"]  # one request: drop-if-expired and the insert, atomically
+    assert calls == ["query"]
     assert len(await session.get_items()) == 250
 
 

@@ -37,15 +37,22 @@ _UPSERT_SESSION = """
         expires_at = now() + coalesce(excluded.ttl, agent_sessions.ttl)
     RETURNING session_id
 """
+# One statement (one round trip): an expired session's old items go first, by the same rule
+# as _DROP_IF_EXPIRED (their delete sees the rows as they were before this statement).
 _ADD_ITEMS = f"""
-    WITH session AS ({_UPSERT_SESSION.format(ttl="$3")})
+    WITH expired AS (
+        DELETE FROM agent_messages WHERE session_id = $1
+        AND EXISTS (SELECT 1 FROM agent_sessions WHERE session_id = $1 AND expires_at <= now())
+    ),
+    session AS ({_UPSERT_SESSION.format(ttl="$3")})
     INSERT INTO agent_messages (session_id, message_data)
     SELECT session.session_id, items.item
     FROM session, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS items (item, n)
     ORDER BY items.n
 """
-# Appended to reads of one session ($1): nothing of it is visible once it has expired.
-LIVE = "NOT EXISTS (SELECT 1 FROM agent_sessions expired WHERE expired.session_id = $1 AND expired.expires_at <= now())"
+# Appended to reads of one session ($1): nothing of it is visible once it has expired. A
+# scalar subquery, so PostgreSQL evaluates it once per statement, not once per row.
+LIVE = "coalesce((SELECT expires_at > now() FROM agent_sessions WHERE session_id = $1), true)"
 _ALL_ITEMS = f"SELECT message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id"
 _LATEST_ITEMS = f"""
     SELECT message_data FROM (
@@ -138,9 +145,7 @@ class Session(SessionABC):
             return
         payload = _items_json(items)
         store = await self.store()
-        await _await_mutation(
-            store.execute_batch([(_DROP_IF_EXPIRED, [self.session_id]), (_ADD_ITEMS, [self.session_id, payload, self.ttl])])
-        )
+        await _await_mutation(store.execute(_ADD_ITEMS, self.session_id, payload, self.ttl))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, atomically; None when the session is empty."""
