@@ -64,18 +64,19 @@ _ADD_ITEMS = """
            turns.turn + (items.meta->>'users')::int, turns.branch_turn + (items.meta->>'users')::int, items.meta->>'tool'
     FROM items JOIN numbered USING (n), base, turns
 """
+# As Session's reads: the items as one JSON array.
 _BRANCH_ITEMS = f"""
-    SELECT m.message_data FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
+    SELECT coalesce(json_agg(m.message_data ORDER BY s.sequence_number), '[]')
+    FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
     WHERE s.session_id = $1 AND s.branch_id = $2 AND {LIVE}
-    ORDER BY s.sequence_number
 """
 _LATEST_BRANCH_ITEMS = f"""
-    SELECT message_data FROM (
+    SELECT coalesce(json_agg(message_data ORDER BY sequence_number), '[]') FROM (
         SELECT s.sequence_number, m.message_data
         FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
         WHERE s.session_id = $1 AND s.branch_id = $2 AND {LIVE}
         ORDER BY s.sequence_number DESC LIMIT $3
-    ) AS latest ORDER BY sequence_number
+    ) AS latest
 """
 # The newest row of the branch goes; its message too unless another branch holds it; and the
 # turn's usage if that was the turn's last row. One statement, so all or nothing.
@@ -246,12 +247,12 @@ class AdvancedSession(Session):
         branch = branch_id if branch_id is not None else self._current_branch_id
         store = await self.store()
         if limit is None or limit < 0:
-            rows = await store.fetch(_BRANCH_ITEMS, self.session_id, branch)
+            items = await store.fetchval(_BRANCH_ITEMS, self.session_id, branch)
         elif limit == 0:
             return []
         else:
-            rows = await store.fetch(_LATEST_BRANCH_ITEMS, self.session_id, branch, limit)
-        return [row["message_data"] for row in rows]
+            items = await store.fetchval(_LATEST_BRANCH_ITEMS, self.session_id, branch, limit)
+        return list(items)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item of the current branch (other branches keep it)."""

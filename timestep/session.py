@@ -53,11 +53,15 @@ _ADD_ITEMS = f"""
 # Appended to reads of one session ($1): nothing of it is visible once it has expired. A
 # scalar subquery, so PostgreSQL evaluates it once per statement, not once per row.
 LIVE = "coalesce((SELECT expires_at > now() FROM agent_sessions WHERE session_id = $1), true)"
-_ALL_ITEMS = f"SELECT message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id"
+# Reads return the items as one JSON array: one value to send and parse instead of a row per
+# item (half the time for 1,000 items on PGlite).
+_ALL_ITEMS = f"""
+    SELECT coalesce(json_agg(message_data ORDER BY id), '[]') FROM agent_messages WHERE session_id = $1 AND {LIVE}
+"""
 _LATEST_ITEMS = f"""
-    SELECT message_data FROM (
+    SELECT coalesce(json_agg(message_data ORDER BY id), '[]') FROM (
         SELECT id, message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id DESC LIMIT $2
-    ) AS latest ORDER BY id
+    ) AS latest
 """
 _POP_ITEM = f"""
     DELETE FROM agent_messages WHERE id = (
@@ -132,12 +136,12 @@ class Session(SessionABC):
         limit = resolve_session_limit(limit, self.session_settings)
         store = await self.store()
         if limit is None or limit < 0:  # negative: all, as SQLiteSession does
-            rows = await store.fetch(_ALL_ITEMS, self.session_id)
+            items = await store.fetchval(_ALL_ITEMS, self.session_id)
         elif limit == 0:
             return []
         else:
-            rows = await store.fetch(_LATEST_ITEMS, self.session_id, limit)
-        return [row["message_data"] for row in rows]
+            items = await store.fetchval(_LATEST_ITEMS, self.session_id, limit)
+        return list(items)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append items, atomically and in one round trip, however many there are."""
