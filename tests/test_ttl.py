@@ -1,8 +1,8 @@
 """Session time to live: expired sessions read as empty, a write starts them afresh, and purging
 removes exactly the expired ones (with their items, branches and usage).
 
-Time is not waited for: a test ages a session by moving its `expires_at` into the past, the
-one column expiry is decided by.
+Time is not waited for: a test ages a session by moving its `session_ttl.expires_at` into the
+past, the one column expiry is decided by.
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ def item(content: str, role: str = "user") -> dict[str, Any]:
 
 async def expire(store: Store, session_id: str) -> None:
     """What the passing of the ttl does: expires_at is now in the past."""
-    await store.execute("UPDATE agent_sessions SET expires_at = now() - interval '1 second' WHERE session_id = $1", session_id)
+    await store.execute("UPDATE session_ttl SET expires_at = now() - interval '1 second' WHERE session_id = $1", session_id)
 
 
 async def test_a_write_sets_and_refreshes_the_expiry(store: Store) -> None:
     session = Session(f"ttl-{uuid.uuid4()}", store=store, ttl=dt.timedelta(hours=1))
     await session.add_items([item("a")])
-    first = await store.fetchrow("SELECT ttl, expires_at - now() AS left FROM agent_sessions WHERE session_id = $1", session.session_id)
+    first = await store.fetchrow("SELECT ttl, expires_at - now() AS left FROM session_ttl WHERE session_id = $1", session.session_id)
     assert first["ttl"] == dt.timedelta(hours=1)
     assert dt.timedelta(minutes=59) < first["left"] <= dt.timedelta(hours=1)
-    await store.execute("UPDATE agent_sessions SET expires_at = now() + interval '1 minute' WHERE session_id = $1", session.session_id)
+    await store.execute("UPDATE session_ttl SET expires_at = now() + interval '1 minute' WHERE session_id = $1", session.session_id)
     await Session(session.session_id, store=store).add_items([item("b")])  # no ttl of its own: the session's
-    left = await store.fetchval("SELECT expires_at - now() FROM agent_sessions WHERE session_id = $1", session.session_id)
+    left = await store.fetchval("SELECT expires_at - now() FROM session_ttl WHERE session_id = $1", session.session_id)
     assert left > dt.timedelta(minutes=59)
 
 

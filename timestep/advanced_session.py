@@ -30,7 +30,7 @@ from agents.result import RunResult
 from agents.usage import Usage
 
 from .errors import DatabaseError, InvalidBranch
-from .session import _DELETE_SESSION, _DROP_IF_EXPIRED, _UPSERT_SESSION, LIVE, Session, _items_json
+from .session import _DELETE_SESSION, _DROP_IF_EXPIRED, _REFRESH_TTL, _UPSERT_SESSION, LIVE, Session, _items_json
 from .store import Store
 
 MAIN = "main"
@@ -235,7 +235,7 @@ class AdvancedSession(Session):
             store.execute_batch(
                 [
                     (_DROP_IF_EXPIRED, [self.session_id]),
-                    (_UPSERT_SESSION.format(ttl="$2"), [self.session_id, self.ttl]),
+                    (f"WITH {_REFRESH_TTL.format(ttl='$2')}, session AS ({_UPSERT_SESSION}) SELECT 1", [self.session_id, self.ttl]),
                     (_ADD_ITEMS, [self.session_id, payload, json.dumps(meta), self._current_branch_id]),
                 ]
             )

@@ -24,27 +24,36 @@ from .store.default import store_or_default
 
 # An expired session reads as empty; a write to one first deletes it (and, by cascade, its
 # items), so the write starts a fresh session rather than bringing old items back.
-_DROP_IF_EXPIRED = "DELETE FROM agent_sessions WHERE session_id = $1 AND expires_at <= now()"
+_EXPIRED = "SELECT session_id FROM session_ttl WHERE expires_at <= now()"
+_DROP_IF_EXPIRED = f"DELETE FROM agent_sessions WHERE session_id IN ({_EXPIRED} AND session_id = $1)"
 # The upsert locks the session row before any message id is drawn (the insert's rows come
 # from joining its result), so concurrent writers to one session take turns and each call's
-# items get contiguous ids. A write refreshes the session's time to live: `$3` (this
-# object's ttl), else the ttl the session was created with.
+# items get contiguous ids.
 _UPSERT_SESSION = """
-    INSERT INTO agent_sessions (session_id, ttl, expires_at) VALUES ($1, {ttl}::interval, now() + {ttl}::interval)
-    ON CONFLICT (session_id) DO UPDATE
-    SET updated_at = now(),
-        ttl = coalesce(excluded.ttl, agent_sessions.ttl),
-        expires_at = now() + coalesce(excluded.ttl, agent_sessions.ttl)
+    INSERT INTO agent_sessions (session_id) VALUES ($1)
+    ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
     RETURNING session_id
 """
-# One statement (one round trip): an expired session's old items go first, by the same rule
-# as _DROP_IF_EXPIRED (their delete sees the rows as they were before this statement).
+# A write moves the expiry on: by {ttl} (this object's ttl) when it has one, else by the ttl
+# the session was created with. Runs beside the upsert, in the same statement.
+_REFRESH_TTL = """
+    ttl_set AS (
+        INSERT INTO session_ttl (session_id, ttl, expires_at)
+        SELECT $1, {ttl}::interval, now() + {ttl}::interval WHERE {ttl}::interval IS NOT NULL
+        ON CONFLICT (session_id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at
+    ),
+    ttl_kept AS (
+        UPDATE session_ttl SET expires_at = now() + ttl WHERE session_id = $1 AND {ttl}::interval IS NULL
+    )
+"""
+# One statement (one round trip): an expired session's old items go first (their delete sees
+# the rows as they were before this statement).
 _ADD_ITEMS = f"""
     WITH expired AS (
-        DELETE FROM agent_messages WHERE session_id = $1
-        AND EXISTS (SELECT 1 FROM agent_sessions WHERE session_id = $1 AND expires_at <= now())
+        DELETE FROM agent_messages WHERE session_id = $1 AND session_id IN ({_EXPIRED})
     ),
-    session AS ({_UPSERT_SESSION.format(ttl="$3")})
+    session AS ({_UPSERT_SESSION}),
+    {_REFRESH_TTL.format(ttl="$3")}
     INSERT INTO agent_messages (session_id, message_data)
     SELECT session.session_id, items.item
     FROM session, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS items (item, n)
@@ -52,7 +61,7 @@ _ADD_ITEMS = f"""
 """
 # Appended to reads of one session ($1): nothing of it is visible once it has expired. A
 # scalar subquery, so PostgreSQL evaluates it once per statement, not once per row.
-LIVE = "coalesce((SELECT expires_at > now() FROM agent_sessions WHERE session_id = $1), true)"
+LIVE = "coalesce((SELECT expires_at > now() FROM session_ttl WHERE session_id = $1), true)"
 # Reads return the items as one JSON array: one value to send and parse instead of a row per
 # item (half the time for 1,000 items on PGlite).
 _ALL_ITEMS = f"""
@@ -79,13 +88,13 @@ _LIST_SESSIONS = """
            (SELECT count(*) FROM agent_messages m WHERE m.session_id = s.session_id) AS items,
            s.created_at,
            s.updated_at AS last_active,
-           s.expires_at
-    FROM agent_sessions s
-    WHERE s.expires_at IS NULL OR s.expires_at > now()
+           t.expires_at
+    FROM agent_sessions s LEFT JOIN session_ttl t ON t.session_id = s.session_id
+    WHERE t.expires_at IS NULL OR t.expires_at > now()
     ORDER BY s.updated_at DESC, s.session_id
     LIMIT $1
 """
-_PURGE_EXPIRED = "DELETE FROM agent_sessions WHERE expires_at <= now()"  # items, structure, usage cascade
+_PURGE_EXPIRED = f"DELETE FROM agent_sessions WHERE session_id IN ({_EXPIRED})"  # items, structure, usage cascade
 
 
 @dataclass(frozen=True)

@@ -78,11 +78,15 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         5,
         """
-        -- Session time to live: `ttl` is the session's, `expires_at` is refreshed by each write.
-        -- An expired session reads as empty and is deleted (with its items) by purge_expired().
-        ALTER TABLE agent_sessions ADD COLUMN ttl interval;
-        ALTER TABLE agent_sessions ADD COLUMN expires_at timestamptz;
-        CREATE INDEX agent_sessions_expires_at ON agent_sessions (expires_at) WHERE expires_at IS NOT NULL;
+        -- Session time to live, beside agent_sessions (which keeps the SDK's exact layout): a
+        -- row for each session created with a ttl; each write moves `expires_at` on. An expired
+        -- session reads as empty and is deleted (with its items) by purge_expired().
+        CREATE TABLE session_ttl (
+            session_id text PRIMARY KEY REFERENCES agent_sessions (session_id) ON DELETE CASCADE,
+            ttl interval NOT NULL,
+            expires_at timestamptz NOT NULL
+        );
+        CREATE INDEX session_ttl_expires_at ON session_ttl (expires_at);
 
         -- AdvancedSession: the SDK's AdvancedSQLiteSession tables in PostgreSQL types. Each
         -- message of a session appears once per branch that holds it (branches share messages).
