@@ -11,6 +11,9 @@ import path from 'node:path';
 import { decode } from '@msgpack/msgpack';
 import { encodeFrame, FrameReader } from '../sidecar/frames.mjs';
 
+// The session state our requests need: the default schema (the sidecar's one PGlite session is
+// shared with Python stores, which may have switched it to a namespace's schema).
+const SESSION_SETUP = 'SET search_path TO DEFAULT';
 const SOCKET_PATH_LIMIT = 100; // sun_path is 104-108 bytes depending on the platform (as in datadir.py)
 
 /** `~` and `~/x` expanded, like Python's Path.expanduser(). */
@@ -194,12 +197,12 @@ export class SidecarClient {
 
   /** One statement; `params` are PostgreSQL text (or null), `types` their OIDs (0 = infer). */
   query(sql, params = [], types = []) {
-    return this.request({ type: 'query', sql, params, types });
+    return this.request({ type: 'query', sql, params, types, setup: SESSION_SETUP });
   }
 
   /** Statements [sql, params, types] run in order in one transaction: all or nothing. */
   batch(statements) {
-    return this.request({ type: 'batch', statements });
+    return this.request({ type: 'batch', statements, setup: SESSION_SETUP });
   }
 
   /** Say goodbye (the sidecar keeps serving its owner), then drop the connection. */

@@ -187,9 +187,9 @@ function collect(messages) {
   return { results, error, errorAt };
 }
 
-const DEFAULT_SEARCH_PATH = '"$user", public';
-// The PGlite session's state that requests depend on, shared by every client of this sidecar.
-const state = { searchPath: DEFAULT_SEARCH_PATH };
+// The PGlite session's state that requests depend on, shared by every client of this sidecar:
+// the last setup statement run (see runWithSetup).
+const state = { setup: undefined };
 
 /** Serve frames from `input`, replying on `output`, until `input` ends. */
 function serve(pg, wire, options, input, output, onEnd) {
@@ -200,18 +200,17 @@ function serve(pg, wire, options, input, output, onEnd) {
   // One request at a time into PGlite (execProtocol is not re-entrant), in arrival order.
   // syncToFs: false skips a no-op: on a Node directory (and in memory) PostgreSQL's writes
   // go straight to the files; PGlite's sync step only matters for browser filesystems.
-  // Namespaces: each request names its search_path (none: the default). PGlite is one
-  // session shared by every client, so a request whose path differs from the session's
-  // starts with a SET, decided under the lock that orders requests; `skip` is how many
-  // results that adds in front of the request's own.
-  const runWithPath = (request, parts) =>
+  // Session setup: a request may carry one statement that puts PGlite's single session in
+  // the state it needs (timestep's namespaces: the search_path). The session is shared by
+  // every client, so it is run, ahead of the request, whenever it differs from the last one
+  // run; decided under the lock that orders requests. `skip` counts the results it adds.
+  const runWithSetup = (request, parts) =>
     pg.runExclusive(async () => {
-      const path = request.search_path || DEFAULT_SEARCH_PATH;
-      const skip = path === state.searchPath ? 0 : 1;
-      const all = skip ? [wire.query(`SET search_path TO ${path}`), ...parts] : parts;
+      const skip = request.setup && request.setup !== state.setup ? 1 : 0;
+      const all = skip ? [wire.query(request.setup), ...parts] : parts;
       const { messages } = await pg.execProtocol(concat(all), { throwOnError: false, syncToFs: false });
-      state.searchPath = path; // the SET ran outside any transaction: it sticks
       const collected = collect(messages);
+      if (skip && !(collected.error && collected.errorAt === 0)) state.setup = request.setup; // it ran outside any transaction: it sticks
       collected.results = collected.results.slice(skip);
       if (collected.errorAt !== undefined) collected.errorAt -= skip;
       return collected;
@@ -223,11 +222,11 @@ function serve(pg, wire, options, input, output, onEnd) {
     try {
       switch (request.type) {
         case 'query': {
-          const { results, error } = await runWithPath(request, [...statementMessages(wire, request.sql, request.params, request.types), wire.sync()]);
+          const { results, error } = await runWithSetup(request, [...statementMessages(wire, request.sql, request.params, request.types), wire.sync()]);
           return send(error ? errorReply(id, error) : resultReply(id, results[0]));
         }
         case 'exec': {
-          const { results, error } = await runWithPath(request, [wire.query(request.sql)]);
+          const { results, error } = await runWithSetup(request, [wire.query(request.sql)]);
           if (error) return send(errorReply(id, error));
           const last = results.at(-1) ?? { names: [], types: [], rows: [], affected: 0 };
           return send({ ...resultReply(id, last), affected: results.reduce((n, r) => n + r.affected, 0) });
@@ -238,7 +237,7 @@ function serve(pg, wire, options, input, output, onEnd) {
           const parts = [wire.query('BEGIN')];
           for (const [sql, params, types] of request.statements) parts.push(...statementMessages(wire, sql, params, types));
           parts.push(wire.sync(), wire.query('COMMIT'));
-          const { results, error, errorAt } = await runWithPath(request, parts);
+          const { results, error, errorAt } = await runWithSetup(request, parts);
           const count = request.statements.length;
           if (error) {
             const index = errorAt - 1; // results[0] is BEGIN's

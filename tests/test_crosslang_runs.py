@@ -165,3 +165,20 @@ async def test_a_state_that_cannot_convert_is_saved_and_node_is_told_why(databas
         state = await RunStateStore(agent, run_id, store=store).load()  # Python resumes it as ever
         state.approve(state.get_interruptions()[0])
         assert (await consume_result(await run_agent(agent, state, None))).final_output == "done"
+
+
+async def test_node_uses_the_default_schema_after_a_namespaced_request(tmp_path: Path) -> None:
+    """One sidecar serves a namespaced Python store and Node: each request sets its own path."""
+    async with await open_store(pglite_path=tmp_path / "db") as default:
+        namespaced = await open_store(pglite_path=tmp_path / "db", namespace="elsewhere")
+        try:
+            await namespaced.fetchval("SELECT count(*) FROM run_states")  # the session is now in 'elsewhere'
+            env = {key: value for key, value in os.environ.items() if key != "PG_CONNECTION_URI"}
+            env["TIMESTEP_PGLITE_DIR"] = str(tmp_path / "db")
+            run_id = str(uuid.uuid4())
+            with FakeModelServer([call("wire_money", {"amount": 5})]) as server:
+                node(env, server, "pause", "banker", json.dumps("send 5"), run_id)
+            assert await default.fetchval("SELECT count(*) FROM run_states WHERE run_id = $1", run_id) == 1
+            assert await namespaced.fetchval("SELECT count(*) FROM run_states WHERE run_id = $1", run_id) == 0
+        finally:
+            await namespaced.aclose()

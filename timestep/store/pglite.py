@@ -52,8 +52,8 @@ class PGliteStore(Store):
         super().__init__(namespace)
         self._sidecar = sidecar
         self._shared = shared
-        # Stores of every namespace share the directory's sidecar: each request names its path.
-        self._search_path = schema_of(namespace) if namespace is not None else None
+        # Stores of every namespace share the directory's sidecar: each request says its path.
+        self._setup = f"SET search_path TO {schema_of(namespace) if namespace is not None else 'DEFAULT'}"
 
     @classmethod
     def for_directory(cls, path: str | os.PathLike[str], namespace: str | None = None) -> PGliteStore:
@@ -89,7 +89,7 @@ class PGliteStore(Store):
     async def query(self, sql: str, *params: Any) -> QueryResult:
         texts, types = dump_params(params)
         reply = await self._request(
-            lambda request_id: protocol.Query(id=request_id, sql=sql, params=texts, types=types, search_path=self._search_path)
+            lambda request_id: protocol.Query(id=request_id, sql=sql, params=texts, types=types, setup=self._setup)
         )
         assert isinstance(reply, protocol.Result)
         rows: list[tuple[Any, ...]] = []
@@ -106,13 +106,13 @@ class PGliteStore(Store):
         if not encoded:
             return []
         reply = await self._request(
-            lambda request_id: protocol.Batch(id=request_id, statements=encoded, search_path=self._search_path)
+            lambda request_id: protocol.Batch(id=request_id, statements=encoded, setup=self._setup)
         )
         assert isinstance(reply, protocol.BatchResult)
         return reply.affected
 
     async def execute_script(self, sql: str) -> None:
-        await self._request(lambda request_id: protocol.Exec(id=request_id, sql=sql, search_path=self._search_path))
+        await self._request(lambda request_id: protocol.Exec(id=request_id, sql=sql, setup=self._setup))
 
     async def _close(self) -> None:
         if not self._shared or _release(self._sidecar):

@@ -24,8 +24,9 @@ class Statement(msgspec.Struct, array_like=True):
 # Requests (Python -> sidecar)
 
 
-# Each of the three SQL requests may name a `search_path` (a namespace's schema, quoted): the
-# sidecar's one PGlite session is switched to it first. None: PostgreSQL's default path.
+# Each of the three SQL requests may carry a `setup` statement: the session state it needs (a
+# namespace's search_path). PGlite has one session for every client, so the sidecar runs it
+# first whenever it differs from the last one run. None: the session as it is.
 
 
 class Query(msgspec.Struct, tag="query", tag_field="type", omit_defaults=True):
@@ -33,7 +34,7 @@ class Query(msgspec.Struct, tag="query", tag_field="type", omit_defaults=True):
     sql: str
     params: list[str | None]
     types: list[int]
-    search_path: str | None = None
+    setup: str | None = None
 
 
 class Exec(msgspec.Struct, tag="exec", tag_field="type", omit_defaults=True):
@@ -41,7 +42,7 @@ class Exec(msgspec.Struct, tag="exec", tag_field="type", omit_defaults=True):
 
     id: int
     sql: str
-    search_path: str | None = None
+    setup: str | None = None
 
 
 class Batch(msgspec.Struct, tag="batch", tag_field="type", omit_defaults=True):
@@ -49,7 +50,7 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type", omit_defaults=True):
 
     id: int
     statements: list[Statement]
-    search_path: str | None = None
+    setup: str | None = None
 
 
 class Close(msgspec.Struct, tag="close", tag_field="type"):
