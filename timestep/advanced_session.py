@@ -37,6 +37,8 @@ MAIN = "main"
 # SQLite's CURRENT_TIMESTAMP text (UTC), which AdvancedSQLiteSession returns for timestamps.
 _SQLITE_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
 
+# The batch's second statement: lock the session row (upsert) and move its expiry on.
+_LOCK_AND_REFRESH = f"WITH {_REFRESH_TTL.format(ttl='$2')}, session AS ({_UPSERT_SESSION}) SELECT 1"
 # Messages and their structure rows in one statement, after the batch's upsert has locked the
 # session row (so this statement's snapshot sees every earlier writer's rows). $3 is one
 # {"type", "tool", "users"} per item: its message type, tool name, and how many user messages
@@ -131,9 +133,13 @@ _LIST_BRANCHES = f"""
 _USER_TURNS = f"""
     SELECT s.branch_turn_number AS turn, m.message_data, {_SQLITE_TIME.format("s.created_at")} AS timestamp
     FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
-    WHERE s.session_id = $1 AND s.branch_id = $2 AND s.message_type = 'user' AND {LIVE}
+    WHERE s.session_id = $1 AND s.branch_id = $2 AND s.message_type = 'user' AND {LIVE} {{containing}}
     ORDER BY s.branch_turn_number, s.sequence_number
 """
+# A superset of a search's matches (Unicode lower() is looser than the ASCII-only case folding
+# find_turns_by_content applies after).
+_USER_TURNS_CONTAINING = _USER_TURNS.format(containing="AND strpos(lower(m.message_data::text), lower($3)) > 0")
+_USER_TURNS = _USER_TURNS.format(containing="")
 _TURN_STRUCTURE = """
     SELECT user_turn_number, message_type, tool_name FROM message_structure
     WHERE session_id = $1 AND branch_id = $2 ORDER BY sequence_number
@@ -217,6 +223,10 @@ class AdvancedSession(Session):
         """The branch this object reads and writes by default."""
         return self._current_branch_id
 
+    def _branch(self, branch_id: str | None) -> str:
+        """The branch a read names, else the current one."""
+        return branch_id if branch_id is not None else self._current_branch_id
+
     # The session protocol, on the current branch
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
@@ -235,7 +245,7 @@ class AdvancedSession(Session):
             store.execute_batch(
                 [
                     (_DROP_IF_EXPIRED, [self.session_id]),
-                    (f"WITH {_REFRESH_TTL.format(ttl='$2')}, session AS ({_UPSERT_SESSION}) SELECT 1", [self.session_id, self.ttl]),
+                    (_LOCK_AND_REFRESH, [self.session_id, self.ttl]),
                     (_ADD_ITEMS, [self.session_id, payload, json.dumps(meta), self._current_branch_id]),
                 ]
             )
@@ -244,7 +254,7 @@ class AdvancedSession(Session):
     async def get_items(self, limit: int | None = None, branch_id: str | None = None) -> list[TResponseInputItem]:
         """The latest `limit` items of a branch (default: the current one), oldest first."""
         limit = resolve_session_limit(limit, self.session_settings)
-        branch = branch_id if branch_id is not None else self._current_branch_id
+        branch = self._branch(branch_id)
         store = await self.store()
         if limit is None or limit < 0:
             items = await store.fetchval(_BRANCH_ITEMS, self.session_id, branch)
@@ -369,18 +379,14 @@ class AdvancedSession(Session):
 
     async def _user_turns(self, branch_id: str | None, contains: str | None = None) -> list[dict[str, Any]]:
         store = await self.store()
-        branch = branch_id if branch_id is not None else self._current_branch_id
         if contains is None:
-            return await store.fetch(_USER_TURNS, self.session_id, branch)
-        # A superset of the matches (Unicode lower() is looser than ASCII-only case folding);
-        # the exact test is find_turns_by_content's.
-        sql = _USER_TURNS.replace("ORDER BY", "AND strpos(lower(m.message_data::text), lower($3)) > 0 ORDER BY")
-        return await store.fetch(sql, self.session_id, branch, contains)
+            return await store.fetch(_USER_TURNS, self.session_id, self._branch(branch_id))
+        return await store.fetch(_USER_TURNS_CONTAINING, self.session_id, self._branch(branch_id), contains)
 
     async def get_conversation_by_turns(self, branch_id: str | None = None) -> dict[int, list[dict[str, str | None]]]:
         """A branch's items grouped by turn: turn -> [{"type", "tool_name"}, ...]."""
         store = await self.store()
-        branch = branch_id if branch_id is not None else self._current_branch_id
+        branch = self._branch(branch_id)
         turns: dict[int, list[dict[str, str | None]]] = {}
         for row in await store.fetch(_TURN_STRUCTURE, self.session_id, branch):
             turns.setdefault(row["user_turn_number"], []).append({"type": row["message_type"], "tool_name": row["tool_name"]})
@@ -425,7 +431,7 @@ class AdvancedSession(Session):
     ) -> list[dict[str, Any]] | dict[str, Any]:
         """Usage of one turn (a dict, {} if none), or of every turn of a branch (a list)."""
         store = await self.store()
-        branch = branch_id if branch_id is not None else self._current_branch_id
+        branch = self._branch(branch_id)
         rows = await store.fetch(_TURN_USAGE, self.session_id, branch, user_turn_number)
         if user_turn_number is not None:
             if not rows:
@@ -438,7 +444,7 @@ class AdvancedSession(Session):
     async def get_tool_usage(self, branch_id: str | None = None) -> list[tuple[str, int, int]]:
         """(tool_name, calls, turn) for each tool used in each turn of a branch."""
         store = await self.store()
-        branch = branch_id if branch_id is not None else self._current_branch_id
+        branch = self._branch(branch_id)
         rows = await store.fetch(_TOOL_USAGE, self.session_id, branch)
         return [(row["tool_name"], row["uses"], row["user_turn_number"]) for row in rows]
 

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+from .durations import ttl_from
 from .errors import DatabaseError, InvalidMemory, MemoryNotFound
 from .store import Store, open_store
 from .store.default import store_or_default
@@ -121,9 +122,9 @@ _RECORD_EPISODE = """
     INSERT INTO memory_episodes (scope, summary, session_id, run_id, outcome) VALUES ($1, $2, $3, $4, $5)
     RETURNING id, scope, summary, session_id, run_id, outcome, created_at, NULL::real AS score
 """
-_RECALL_EPISODES = """
+_RECALL_EPISODES = f"""
     SELECT id, scope, summary, session_id, run_id, outcome, created_at, ts_rank_cd(search, query) AS score
-    FROM memory_episodes, to_tsquery('english', array_to_string(tsvector_to_array(to_tsvector('english', $2)), ' | ')) AS query
+    FROM memory_episodes, {_QUERY} AS query
     WHERE scope = $1 AND search @@ query
     ORDER BY score DESC, created_at DESC, id DESC
     LIMIT $3
@@ -389,9 +390,7 @@ def _limit(limit: int) -> int:
 
 
 def _ttl(ttl: float | dt.timedelta | None) -> dt.timedelta | None:
-    if ttl is None:
-        return None
-    value = ttl if isinstance(ttl, dt.timedelta) else dt.timedelta(seconds=ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None
-    if value is None or value <= dt.timedelta(0):
-        raise InvalidMemory(f"ttl must be a positive number of seconds or timedelta, not {ttl!r}")
-    return value
+    try:
+        return ttl_from(ttl)
+    except (TypeError, ValueError) as exc:
+        raise InvalidMemory(str(exc)) from None

@@ -18,6 +18,7 @@ from agents.memory import SessionABC, SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 from agents.memory.sqlite_session import _await_mutation  # the SDK's own: mutations outlive cancellation
 
+from .durations import ttl_from
 from .errors import InvalidSessionItem
 from .store import Store
 from .store.default import store_or_default
@@ -129,7 +130,7 @@ class Session(SessionABC):
     ) -> None:
         if session_id is not None and not isinstance(session_id, str):
             raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
-        self.ttl = _ttl(ttl)
+        self.ttl = ttl_from(ttl)
         self.session_id = session_id if session_id is not None else str(uuid.uuid4())
         self.session_settings = (
             coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
@@ -222,15 +223,3 @@ def _first_bad_item(items: list[TResponseInputItem]) -> int:
         except (TypeError, ValueError):
             return index
     return -1
-
-
-def _ttl(ttl: float | dt.timedelta | None) -> dt.timedelta | None:
-    """A time to live as a positive timedelta, or None; anything else is a clear error."""
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float, dt.timedelta)):
-        raise TypeError(f"ttl must be seconds (a number) or a timedelta, not {type(ttl).__name__}")
-    value = ttl if isinstance(ttl, dt.timedelta) else dt.timedelta(seconds=ttl)
-    if value <= dt.timedelta(0):
-        raise ValueError(f"ttl must be positive, not {ttl!r}")
-    return value
