@@ -151,10 +151,6 @@ def _agent_ref(value: Any, where: str) -> dict[str, Any]:
     return {"name": name}
 
 
-def _drop_none(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in mapping.items() if value is not None}
-
-
 def _lookup_key_to_js(lookup: Any, where: str) -> str:
     """Python's {"kind", "name", "namespace"?} -> JS's functionToolStateKey, a JSON array."""
     lookup = _require(lookup, dict, where)
@@ -370,7 +366,7 @@ class _Items:
             return self._message_to_js(item, where)
         if kind == "function_call":
             out = {"type": "function_call", "callId": item.get("call_id"), "name": item.get("name"), "arguments": item.get("arguments", "")}
-            return self._with(out, item, ("id", "status", "namespace"), where)
+            return self._with(out, item, ("id", "status", "namespace"))
         if kind == "function_call_output":
             call_id = item.get("call_id")
             name = self.call_names.get(call_id) if isinstance(call_id, str) else None
@@ -383,7 +379,7 @@ class _Items:
                 "status": item.get("status") or "completed",
                 "output": self._tool_output_to_js(item.get("output"), f"{where}.output"),
             }
-            return self._with(out, item, ("id", "namespace"), where)
+            return self._with(out, item, ("id", "namespace"))
         if kind == "reasoning":
             out = {
                 "type": "reasoning",
@@ -396,10 +392,10 @@ class _Items:
                 out["rawContent"] = [{"type": "reasoning_text", "text": part.get("text", "")} for part in item["content"]]
             if item.get("encrypted_content") is not None:
                 out["providerData"] = {"encrypted_content": item["encrypted_content"]}
-            return self._with(out, item, ("id",), where)
+            return self._with(out, item, ("id",))
         raise UnconvertibleRunState(f"{where}.type: a {kind!r} item has no JavaScript counterpart in this converter")
 
-    def _with(self, out: dict[str, Any], item: Mapping[str, Any], copied: Iterable[str], where: str) -> dict[str, Any]:
+    def _with(self, out: dict[str, Any], item: Mapping[str, Any], copied: Iterable[str]) -> dict[str, Any]:
         for key in copied:
             if item.get(key) is not None:
                 out[key] = item[key]
@@ -422,17 +418,17 @@ class _Items:
                 else:
                     raise UnconvertibleRunState(f"{where}.content[{index}].type: {part.get('type')!r} does not convert")
             out = {"type": "message", "role": "assistant", "status": item.get("status") or "completed", "content": parts}
-            return self._with(out, item, ("id", "phase"), where)
+            return self._with(out, item, ("id", "phase"))
         if role == "user":
             # "type" is optional on input messages in both SDKs: kept as it was
-            return self._with({"role": "user", "content": self._input_content(content, where)}, item, ("type", "id"), where)
+            return self._with({"role": "user", "content": self._input_content(content, where)}, item, ("type", "id"))
         if role in ("system", "developer"):
             if isinstance(content, list):
                 content = "".join(part.get("text", "") for part in self._input_content(content, where))
             out = {"role": "system", "content": _require(content, str, f"{where}.content")}
             if role == "developer":
                 out["providerData"] = {"role": "developer"}
-            return self._with(out, item, ("type", "id"), where)
+            return self._with(out, item, ("type", "id"))
         raise UnconvertibleRunState(f"{where}.role: a message with role {role!r} does not convert")
 
     def _input_content(self, content: Any, where: str) -> Any:
@@ -462,10 +458,10 @@ class _Items:
             return self._message_to_py(item, where)
         if kind == "function_call":
             out = {"arguments": item.get("arguments", ""), "call_id": item.get("callId"), "name": item.get("name"), "type": "function_call"}
-            return self._with(out, item, ("id", "status", "namespace"), where)
+            return self._with(out, item, ("id", "status", "namespace"))
         if kind == "function_call_result":
             out = {"call_id": item.get("callId"), "output": self._tool_output_to_py(item.get("output"), f"{where}.output"), "type": "function_call_output"}
-            return self._with(out, item, ("id",), where)
+            return self._with(out, item, ("id",))
         if kind == "reasoning":
             out = {
                 "id": item.get("id", ""),
@@ -500,10 +496,10 @@ class _Items:
                     raise UnconvertibleRunState(f"{where}.content[{index}].type: {part.get('type')!r} does not convert")
             return {"id": item.get("id", ""), "content": parts, "role": "assistant", "status": item.get("status", "completed"), "type": "message"}
         if role == "user":
-            return self._with({"content": self._input_content(content, where), "role": "user"}, item, ("type", "id"), where)
+            return self._with({"content": self._input_content(content, where), "role": "user"}, item, ("type", "id"))
         if role == "system":
             real_role = (item.get("providerData") or {}).get("role", "system")
-            return self._with({"content": content, "role": real_role}, item, ("type", "id"), where)
+            return self._with({"content": content, "role": real_role}, item, ("type", "id"))
         raise UnconvertibleRunState(f"{where}.role: a message with role {role!r} does not convert")
 
     def _tool_output_to_py(self, output: Any, where: str) -> Any:

@@ -3,7 +3,7 @@
 `open_store(..., namespace="agent-a")` reads and writes schema `timestep_ns_agent-a` (its
 sessions, runs, migrations), so agents or tenants are isolated from each other and from the
 default (no namespace: the `public` schema) and can be dropped whole. The same on PostgreSQL
-(each connection's search_path) and PGlite (each request names its search_path).
+(each connection's search_path) and PGlite (each request carries its search_path setup).
 
 Names are checked before they reach SQL: lowercase letters, digits, `_` and `-`, starting with
 a letter or digit, at most 50 characters.
