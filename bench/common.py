@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -27,3 +30,20 @@ def print_columns(rows: Sequence[Sequence[object]]) -> None:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+async def interleaved_medians(
+    operations: Mapping[str, Callable[[], Awaitable[Any]]], rounds: int, warmup: int = 5
+) -> dict[str, float]:
+    """Median ms of each operation, run in turns (one of each per round, the order rotating),
+    so a figure and the baseline it is divided by see the same moments of a noisy machine."""
+    names = list(operations)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_number in range(warmup + rounds):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            begin = time.perf_counter()
+            await operations[name]()
+            if round_number >= warmup:
+                times[name].append(time.perf_counter() - begin)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}

@@ -3,7 +3,7 @@
     python bench/runs.py [--rounds N]
 
 For a run paused for approval after 10 and after 100 turns (each turn a tool call and its
-output), measures, median ms:
+output), measures, median ms, each operation run in turns with its floor:
 - the floor: `RunState.to_json()` (what a save must do) and `RunState.from_json()` (a load);
 - `RunStateStore.save()` of a paused run (a new run each round) and `RunStateStore.load()`,
   on PGlite and on PostgreSQL.
@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 from agents import Agent, Runner, function_tool
 from agents.run_state import RunState
 from agents.testing import ScriptedModel, function_call
-from common import postgres_uri, print_columns
+from common import interleaved_medians, postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.run_state import RunStateStore
@@ -54,17 +52,6 @@ async def paused_state(turns: int) -> tuple[Agent[Any], RunState[Any]]:
     return agent, result.to_state()
 
 
-async def median_ms(operation: Callable[[], Awaitable[Any]], rounds: int) -> float:
-    for _ in range(max(rounds // 5, 3)):
-        await operation()
-    times = []
-    for _ in range(rounds):
-        begin = time.perf_counter()
-        await operation()
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times) * 1000
-
-
 async def main(rounds: int) -> None:
     from agents import set_tracing_disabled
 
@@ -88,16 +75,23 @@ async def main(rounds: int) -> None:
             async def from_json() -> None:
                 await RunState.from_json(agent, document)
 
-            floor_save = await median_ms(to_json, rounds)
-            floor_load = await median_ms(from_json, rounds)
-            rows.append([f"{turns} turns (~{size_kb:.0f} KB)", "to_json / from_json (floor)", f"{floor_save:.2f}", f"{floor_load:.2f}", "", ""])
+            saves: dict[str, Callable[[], Awaitable[Any]]] = {"floor": to_json}
+            loads: dict[str, Callable[[], Awaitable[Any]]] = {"floor": from_json}
             for name, store in stores.items():
                 # Each save is a new paused run (a run is saved a handful of times, not hundreds).
-                save = await median_ms(lambda: RunStateStore(agent, f"bench-{uuid.uuid4()}", store=store).save(state), rounds)
+                saves[name] = lambda store=store: RunStateStore(agent, f"bench-{uuid.uuid4()}", store=store).save(state)
                 runs = RunStateStore(agent, f"bench-{uuid.uuid4()}", store=store)
                 await runs.save(state)
-                load = await median_ms(runs.load, rounds)
-                rows.append(["", f"RunStateStore on {name}", f"{save:.2f}", f"{load:.2f}", f"{save / floor_save:.2f}x", f"{load / floor_load:.2f}x"])
+                loads[name] = runs.load
+            save = await interleaved_medians(saves, rounds)
+            load = await interleaved_medians(loads, rounds)
+            rows.append([f"{turns} turns (~{size_kb:.0f} KB)", "to_json / from_json (floor)", f"{save['floor']:.2f}", f"{load['floor']:.2f}", "", ""])
+            for name in stores:
+                rows.append(
+                    ["", f"RunStateStore on {name}", f"{save[name]:.2f}", f"{load[name]:.2f}",
+                     f"{save[name] / save['floor']:.2f}x", f"{load[name] / load['floor']:.2f}x"]
+                )
+            for store in stores.values():
                 await store.execute("DELETE FROM run_states WHERE run_id LIKE 'bench-%'")
     finally:
         for store in stores.values():

@@ -14,7 +14,7 @@ import pg from 'pg';
 import { SidecarClient, defaultPgliteDir } from './sidecar-client.mjs';
 
 const SDK = 'javascript';
-const SCHEMA_VERSION = 4; // the migration of timestep/store/schema.py whose columns we use (state_js, sdk_version)
+const SCHEMA_VERSION = 7; // the migration of timestep/store/schema.py whose columns we use (state_js as json)
 const CARRY = '$timestep'; // top-level key the Python converter keeps its own fields under
 
 // PostgreSQL type OIDs of the parameters and results we handle.
@@ -253,7 +253,7 @@ export class RunStateStore {
           String(document.$schemaVersion ?? ''),
           JSON.stringify(document),
         ],
-        [OID.text, OID.text, OID.text, OID.int4, OID.text, OID.text, OID.text, OID.jsonb],
+        [OID.text, OID.text, OID.text, OID.int4, OID.text, OID.text, OID.text, OID.json],
       ],
     ]);
   }

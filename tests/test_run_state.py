@@ -175,6 +175,21 @@ async def test_bad_states_are_refused_and_left_untouched(store: Store) -> None:
     assert len((await runs.load()).get_interruptions()) == 1
 
 
+async def test_the_state_is_stored_as_the_sdk_wrote_it(store: Store) -> None:
+    """The saved text is the SDK's JSON itself, key order included (a `json` column, not `jsonb`)."""
+    from agents.run_context import RunContextWrapper
+    from agents.run_state import RunState
+
+    agent = banker.make_agent("http://127.0.0.1:9/v1")
+    state = RunState(context=RunContextWrapper(context=None), original_input="héllo 😀", starting_agent=agent, max_turns=3)
+    runs = RunStateStore(agent, store=store)
+    await runs.save(state)
+    text = await store.fetchval("SELECT state::text FROM run_states WHERE run_id = $1 AND active", runs.session_id)
+    assert json.loads(text) == state.to_json()
+    assert list(json.loads(text)) == list(state.to_json())  # jsonb would sort keys by length
+    assert list(json.loads(text)) != sorted(state.to_json(), key=lambda key: (len(key), key))
+
+
 async def test_save_refuses_what_is_not_a_run_state(store: Store) -> None:
     runs = RunStateStore(banker.make_agent("http://127.0.0.1:9/v1"), store=store)
     with pytest.raises(TypeError, match="takes a RunState"):

@@ -251,6 +251,15 @@ def _js_invocation_records(generated: list[dict[str, Any]], interruptions: list[
     completed: dict[str, dict[str, str]] = {}
     evidence: dict[str, dict[str, Any]] = {}
     calls: dict[tuple[str, str], tuple[int, str, dict[str, Any]]] = {}
+    # A completed call's item is fingerprinted again as an approval binding: compute it once.
+    fingerprints: dict[tuple[int, str], str] = {}
+
+    def fingerprint_of(tool_name: str, call: dict[str, Any]) -> str:
+        key = (id(call), tool_name)
+        if key not in fingerprints:
+            fingerprints[key] = _js_fingerprint(tool_name, call)
+        return fingerprints[key]
+
     for index, item in enumerate(generated):
         raw = item.get("rawItem") or {}
         kind = item.get("type")
@@ -264,7 +273,7 @@ def _js_invocation_records(generated: list[dict[str, Any]], interruptions: list[
             if found is None:
                 continue
             call_index, tool_name, call = found
-            fingerprint = _js_fingerprint(tool_name, call)
+            fingerprint = fingerprint_of(tool_name, call)
             completed.setdefault(agent["name"], {})[raw["callId"]] = fingerprint
             evidence.setdefault(agent["name"], {})[raw["callId"]] = {
                 "fingerprint": fingerprint,
@@ -276,7 +285,7 @@ def _js_invocation_records(generated: list[dict[str, Any]], interruptions: list[
         if item.get("type") == "tool_approval_item" or (item.get("type") == "tool_call_item" and item.get("functionToolStateKey")):
             raw = item.get("rawItem") or {}
             tool_name = item.get("functionToolStateKey") or item.get("toolName") or raw.get("name")
-            bindings.setdefault(item["agent"]["name"], {})[raw.get("callId")] = _js_fingerprint(tool_name, raw)
+            bindings.setdefault(item["agent"]["name"], {})[raw.get("callId")] = fingerprint_of(tool_name, raw)
     return {
         "completed": [{"agentIdentity": agent, "invocations": records} for agent, records in completed.items()],
         "evidence": [{"agentIdentity": agent, "invocations": records} for agent, records in evidence.items()],

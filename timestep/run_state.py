@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import agents
+import msgspec
 from agents import Agent
 from agents.run_state import RunState
 
@@ -25,16 +26,22 @@ from .store.default import store_or_default
 SDK = "python"
 SDK_VERSION = f"openai-agents {agents.__version__}"
 
-# Savers of one run take turns (the advisory lock); each statement then sees the other's
-# commit, so the run ends with exactly one active row and every save kept as history.
+# Savers of one run take turns (the advisory lock); the save statement then sees the other's
+# commit, so the run ends with exactly one active row and every save kept as history. The save
+# retires the active row and inserts the new one in one statement: counting `retired` makes the
+# retiring finish first, as the one-active-row index checks the insert at once.
 _LOCK_RUN = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
-_RETIRE = "UPDATE run_states SET active = false WHERE run_id = $1 AND active"
-_INSERT = """
+_SAVE = """
+    WITH retired AS (UPDATE run_states SET active = false WHERE run_id = $1 AND active RETURNING id)
     INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version, schema_version,
                             state, state_js, conversion_error)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8::json, $9::json, $10 FROM (SELECT count(*) FROM retired) AS done
 """
-_ACTIVE = "SELECT id, sdk, state, state_js, decisions FROM run_states WHERE run_id = $1 AND active"
+# The JavaScript form is read only when there is no Python form to read (a JavaScript save).
+_ACTIVE = """
+    SELECT id, sdk, state, CASE WHEN state IS NULL THEN state_js END AS state_js, decisions
+    FROM run_states WHERE run_id = $1 AND active
+"""
 # Fields every schema version the SDK reads has: their absence means a truncated document.
 _CORE_FIELDS = ("$schemaVersion", "current_turn", "current_agent", "original_input", "model_responses", "generated_items", "max_turns")
 _MARK_RESUMED = "UPDATE run_states SET resumed_at = now() WHERE id = $1"
@@ -110,9 +117,8 @@ class RunStateStore:
         await store.execute_batch(
             [
                 (_LOCK_RUN, [self.session_id]),
-                (_RETIRE, [self.session_id]),
                 (
-                    _INSERT,
+                    _SAVE,
                     [
                         self.session_id,
                         agent_name,
@@ -121,8 +127,8 @@ class RunStateStore:
                         SDK,
                         SDK_VERSION,
                         str(document.get("$schemaVersion", "")),
-                        document,
-                        js_document,
+                        _json_text(document),
+                        None if js_document is None else _json_text(js_document),
                         conversion_error,
                     ],
                 ),
@@ -243,6 +249,11 @@ class RunStateStore:
         """Runs with an active saved state, most recently saved first."""
         store = await store_or_default(store)
         return [SavedRun(**row) for row in await store.fetch(_LIST, limit)]
+
+
+def _json_text(document: dict[str, Any]) -> str:
+    """A state document as JSON text, for a `json` column (stored as written, not re-parsed)."""
+    return msgspec.json.encode(document).decode()
 
 
 def _python_document(row: dict[str, Any], run_id: str) -> Any:
