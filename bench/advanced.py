@@ -5,7 +5,7 @@
 A 1,000-item session (100 user turns of 10 items each) is prepared once per implementation.
 Each round creates a branch from turn 50 (copying the ~490 items of turns 1-49) and reads the
 branch back with `get_items()`; the branch is then deleted, untimed, so every round sees the
-same session. Median ms for:
+same session. The implementations take turns round by round. Median ms for:
 - timestep `AdvancedSession` on PGlite (the sidecar) and on PostgreSQL;
 - the SDK's `AdvancedSQLiteSession` on a file.
 Target (issue 7): within 2x of AdvancedSQLiteSession on PGlite, faster on PostgreSQL.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -28,11 +27,12 @@ from typing import Any
 
 from agents.extensions.memory import AdvancedSQLiteSession
 
-from common import postgres_uri, print_columns
+from common import interleaved_medians, postgres_uri, print_columns
 
 from timestep import AdvancedSession, open_store
 
 TURNS, ITEMS_PER_TURN, BRANCH_TURN = 100, 10, 50
+REFERENCE = "AdvancedSQLiteSession, file"
 
 
 def conversation() -> list[dict[str, Any]]:
@@ -48,23 +48,15 @@ def conversation() -> list[dict[str, Any]]:
     return items
 
 
-async def median_ms(operation: Callable[[], Awaitable[Any]], rounds: int, warmup: int) -> float:
-    times = []
-    for number in range(warmup + rounds):
-        begin = time.perf_counter()
-        await operation()
-        if number >= warmup:
-            times.append(time.perf_counter() - begin)
-    return statistics.median(times) * 1000
-
-
-async def measure(session: Any, rounds: int, warmup: int) -> tuple[float, float]:
-    """(branch creation ms, get_items on the branch ms)."""
+async def prepared(session: Any) -> Callable[[], Awaitable[dict[str, float]]]:
+    """Write the conversation into `session`; return one timed round: create a branch from
+    turn 50 and read it back (seconds of each), then delete it, untimed."""
     for start in range(0, TURNS * ITEMS_PER_TURN, 100):  # written in batches, as turns would be
         await session.add_items(conversation()[start : start + 100])
-    create_times, read_times = [], []
-    for number in range(warmup + rounds):
-        name = f"what-if-{number}"
+    rounds = iter(range(1_000_000))
+
+    async def branch_and_read() -> dict[str, float]:
+        name = f"what-if-{next(rounds)}"
         begin = time.perf_counter()
         await session.create_branch_from_turn(BRANCH_TURN, name)
         created = time.perf_counter()
@@ -73,42 +65,41 @@ async def measure(session: Any, rounds: int, warmup: int) -> tuple[float, float]
         assert len(items) == (BRANCH_TURN - 1) * ITEMS_PER_TURN
         await session.switch_to_branch("main")
         await session.delete_branch(name)
-        if number >= warmup:
-            create_times.append(created - begin)
-            read_times.append(read - created)
-    return statistics.median(create_times) * 1000, statistics.median(read_times) * 1000
+        return {"create": created - begin, "read": read - created}
+
+    return branch_and_read
 
 
 async def main(rounds: int, warmup: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="timestep-bench-advanced-"))
     os.environ.setdefault("TIMESTEP_CACHE_DIR", str(work / "cache"))
     uri = postgres_uri()
-    results: dict[str, tuple[float, float]] = {}
+    operations: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {}
     async with AsyncExitStack() as stack:
         pglite = await stack.enter_async_context(await open_store(pglite_path=work / "pglite"))
         for _ in range(2000):  # PGlite's JIT warm-up (see bench/store.py)
             await pglite.fetchval("SELECT 1")
         sqlite = AdvancedSQLiteSession(session_id="bench", db_path=work / "sdk.sqlite", create_tables=True)
-        try:
-            results["AdvancedSQLiteSession, file"] = await measure(sqlite, rounds, warmup)
-        finally:
-            sqlite.close()
-        results["AdvancedSession, PGlite"] = await measure(AdvancedSession(f"bench-{uuid.uuid4()}", store=pglite), rounds, warmup)
+        stack.callback(sqlite.close)
+        operations[REFERENCE] = await prepared(sqlite)
+        operations["AdvancedSession, PGlite"] = await prepared(AdvancedSession(f"bench-{uuid.uuid4()}", store=pglite))
         if uri:
             server = await stack.enter_async_context(await open_store(uri))
             session = AdvancedSession(f"bench-{uuid.uuid4()}", store=server)
-            results["AdvancedSession, PostgreSQL"] = await measure(session, rounds, warmup)
-            await session.clear_session()
+            stack.push_async_callback(session.clear_session)
+            operations["AdvancedSession, PostgreSQL"] = await prepared(session)
+        medians = await interleaved_medians(operations, rounds, warmup)
+    results = {name: (medians[f"{name}/create"], medians[f"{name}/read"]) for name in operations}
 
     print(
         f"timestep advanced-session benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
         f"a {TURNS * ITEMS_PER_TURN}-item session, branch from turn {BRANCH_TURN}; median ms of {rounds} after {warmup} warm-up"
     )
-    reference = results["AdvancedSQLiteSession, file"]
+    reference = results[REFERENCE]
     header = ["implementation", "create_branch_from_turn", "get_items on the branch", "vs AdvancedSQLiteSession", "target"]
     rows = [header]
     for name, (create, read) in results.items():
-        if name == "AdvancedSQLiteSession, file":
+        if name == REFERENCE:
             ratio, target = "", ""
         else:
             ratio = f"{create / reference[0]:.2f}x / {read / reference[1]:.2f}x"

@@ -36,14 +36,23 @@ async def interleaved_medians(
     operations: Mapping[str, Callable[[], Awaitable[Any]]], rounds: int, warmup: int = 5
 ) -> dict[str, float]:
     """Median ms of each operation, run in turns (one of each per round, the order rotating),
-    so a figure and the baseline it is divided by see the same moments of a noisy machine."""
+    so a figure and the baseline it is divided by see the same moments of a noisy machine.
+
+    An operation that times its own phases returns them ({"create": seconds, ...}); they are
+    reported as "name/phase" instead of the operation's whole time."""
     names = list(operations)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {}
     for round_number in range(warmup + rounds):
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
             begin = time.perf_counter()
-            await operations[name]()
-            if round_number >= warmup:
-                times[name].append(time.perf_counter() - begin)
+            phases = await operations[name]()
+            elapsed = time.perf_counter() - begin
+            if round_number < warmup:
+                continue
+            if isinstance(phases, Mapping):
+                for phase, seconds in phases.items():
+                    times.setdefault(f"{name}/{phase}", []).append(seconds)
+            else:
+                times.setdefault(name, []).append(elapsed)
     return {name: statistics.median(values) * 1000 for name, values in times.items()}

@@ -169,7 +169,7 @@ async def snapshot(store: Store, session_id: str) -> list[Any]:
     """Every row the session owns, in every table, for before/after comparisons."""
     rows = []
     for table, order in (
-        ("agent_sessions", "session_id"), ("agent_messages", "id"), ("message_structure", "id"),
+        ("agent_sessions", "session_id"), ("agent_messages", "id"), ("message_structure", "sequence_number"),
         ("turn_usage", "id"), ("branch_reservations", "branch_id"),
     ):
         rows.append(await store.fetch(f"SELECT * FROM {table} WHERE session_id = $1 ORDER BY {order}", session_id))
@@ -259,3 +259,25 @@ async def test_a_branch_shares_messages_until_deleted(store: Store) -> None:
     assert session.current_branch_id == "main"
     assert await store.fetchval("SELECT count(*) FROM agent_messages WHERE session_id = $1", session.session_id) == 6
     assert len(await session.get_items()) == 6
+
+
+async def test_structure_rows_go_with_their_messages(store: Store) -> None:
+    """Messages deleted by a plain Session on the same id take their branch rows with them."""
+    from timestep.session import Session
+
+    session = await conversation(store)
+    await session.create_branch_from_turn(3, "alt")
+    plain = Session(session.session_id, store=store)
+
+    def rows() -> Any:
+        return store.fetchval("SELECT count(*) FROM message_structure WHERE session_id = $1", session.session_id)
+
+    assert await rows() == 6 + 4
+    assert await plain.pop_item() == assistant("answer 3")  # held by main only
+    assert await rows() == 5 + 4
+    assert [item["content"] for item in await session.get_items(branch_id="main")] == [
+        "question 1", "answer 1", "question 2", "answer 2", "question 3",
+    ]
+    await plain.clear_session()
+    assert await rows() == 0
+    assert await session.list_branches() == []

@@ -84,25 +84,25 @@ _LATEST_BRANCH_ITEMS = f"""
 # turn's usage if that was the turn's last row. One statement, so all or nothing.
 _POP_ITEM = f"""
     WITH claimed AS (
-        DELETE FROM message_structure WHERE id = (
-            SELECT id FROM message_structure
+        DELETE FROM message_structure WHERE session_id = $1 AND branch_id = $2 AND sequence_number = (
+            SELECT sequence_number FROM message_structure
             WHERE session_id = $1 AND branch_id = $2 AND {LIVE}
             ORDER BY sequence_number DESC LIMIT 1 FOR UPDATE SKIP LOCKED
         )
-        RETURNING id, message_id, user_turn_number
+        RETURNING sequence_number, message_id, user_turn_number
     ),
     popped AS (SELECT m.message_data FROM agent_messages m JOIN claimed c ON m.id = c.message_id),
     dropped_message AS (
         DELETE FROM agent_messages m USING claimed c
         WHERE m.id = c.message_id
-          AND NOT EXISTS (SELECT 1 FROM message_structure s WHERE s.message_id = c.message_id AND s.id <> c.id)
+          AND NOT EXISTS (SELECT 1 FROM message_structure s WHERE s.message_id = c.message_id AND s.sequence_number <> c.sequence_number)
     ),
     dropped_usage AS (
         DELETE FROM turn_usage u USING claimed c
         WHERE u.session_id = $1 AND u.branch_id = $2 AND u.user_turn_number = c.user_turn_number
           AND NOT EXISTS (
               SELECT 1 FROM message_structure s
-              WHERE s.session_id = $1 AND s.branch_id = $2 AND s.user_turn_number = c.user_turn_number AND s.id <> c.id
+              WHERE s.session_id = $1 AND s.branch_id = $2 AND s.user_turn_number = c.user_turn_number AND s.sequence_number <> c.sequence_number
           )
     )
     SELECT message_data FROM popped
@@ -274,7 +274,7 @@ class AdvancedSession(Session):
         """Delete every branch, item and usage record of this session; back to "main".
         Branch ids used before stay used."""
         store = await self.store()
-        statements = [_RESERVE_EXISTING, *_DELETE_SESSION]  # structure and usage go by cascade
+        statements = [_RESERVE_EXISTING, *_DELETE_SESSION]  # structure goes with its messages (a trigger), usage by cascade
         await _await_mutation(store.execute_batch([(sql, [self.session_id]) for sql in statements]))
         self._current_branch_id = MAIN
 
