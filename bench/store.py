@@ -34,9 +34,9 @@ from common import postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.store import Store
-from timestep.store.datadir import Template
 from timestep.store.node import find_node
 from timestep.store.pglite import PGliteStore
+from timestep.store.template import ensure_migrated_template
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ async def main(warmup: int, rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="timestep-bench-"))
     os.environ.setdefault("TIMESTEP_CACHE_DIR", str(work / "cache"))
     try:
-        Template().ensure()  # made once per machine; not part of any figure below
+        await ensure_migrated_template()  # made once per machine; not part of any figure below
 
         new_dir = [await first_query_s(work / f"new-{i}") for i in range(5)]
         existing = [await first_query_s(work / "new-0") for _ in range(5)]

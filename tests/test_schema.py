@@ -9,7 +9,8 @@ import pytest
 
 from conftest import child_env
 from timestep import open_store
-from timestep.store.schema import LATEST, MIGRATIONS
+from timestep.store.datadir import Template
+from timestep.store.schema import LATEST, MIGRATIONS, SCHEMA_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +37,20 @@ async def test_new_database_is_migrated_once(tmp_path) -> None:
             assert [row["version"] for row in rows] == list(range(1, LATEST + 1))
 
 
+async def test_new_directories_are_copied_with_their_tables(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first new directory on a machine makes the migrated template; later ones are
+    copies of it (the same migration rows, applied once, before they existed)."""
+    monkeypatch.setenv("TIMESTEP_CACHE_DIR", str(tmp_path / "cache"))  # a machine with no templates yet
+    applied = []
+    for name in ("first", "second"):
+        async with await open_store(pglite_path=tmp_path / name) as store:
+            applied.append(await store.fetch("SELECT version, applied_at FROM timestep_schema ORDER BY version"))
+        assert (Template().migrated(SCHEMA_KEY) / "PG_VERSION").is_file()
+    assert [row["version"] for row in applied[0]] == list(range(1, LATEST + 1))
+    assert applied[1] == applied[0]
+    assert not [path.name for path in Template().base.iterdir() if path.name.endswith(".tmp")]
+
+
 async def test_new_postgres_schema_is_migrated_once(pg_schema_uri: str) -> None:
     for _ in range(2):
         async with await open_store(pg_schema_uri) as store:
@@ -46,8 +61,9 @@ async def test_new_postgres_schema_is_migrated_once(pg_schema_uri: str) -> None:
 @pytest.mark.parametrize("backend", ["pglite", "postgres"])
 def test_processes_opening_a_new_database_at_once(backend: str, tmp_path, request: pytest.FixtureRequest) -> None:
     target = request.getfixturevalue("pg_schema_uri") if backend == "postgres" else str(tmp_path / "db")
+    fresh_cache = {"TIMESTEP_CACHE_DIR": str(tmp_path / "cache")}  # PGlite: they also race to make the templates
     children = [
-        subprocess.Popen([sys.executable, "-c", OPEN_AND_REPORT, target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+        subprocess.Popen([sys.executable, "-c", OPEN_AND_REPORT, target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(**fresh_cache))
         for _ in range(4)
     ]
     for child in children:

@@ -4,8 +4,9 @@ PostgreSQL.
 Same method names, arguments, results and errors as
 `agents.extensions.memory.AdvancedSQLiteSession` (openai-agents 0.24), so switching is a
 one-line change. The tables are its tables in PostgreSQL types (`message_structure`,
-`turn_usage`, `branch_reservations`, migration 5); messages are the plain `Session`'s
-`agent_messages`, shared by every branch that holds them. Each operation is one statement or
+`turn_usage`, `branch_reservations`, migration 5; structure rows keyed by session, branch and
+sequence number since migration 8); messages are the plain `Session`'s `agent_messages`,
+shared by every branch that holds them. Each operation is one statement or
 one atomic batch; writers of one session take turns on its `agent_sessions` row.
 
 The current branch is a property of this object, as in the SDK: another object on the same

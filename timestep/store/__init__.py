@@ -6,11 +6,12 @@ import os
 
 from ..errors import ConfigurationError
 from .base import QueryResult, Statement, Store
-from .datadir import default_pglite_dir
+from .datadir import DataDir, default_pglite_dir
 from .namespace import check_name, create_namespace
 from .pglite import PGliteStore
 from .postgres import PostgresStore
 from .schema import migrate
+from .template import ensure_migrated_template
 
 __all__ = ["QueryResult", "Statement", "Store", "default_store", "open_store"]
 
@@ -43,7 +44,10 @@ async def open_store(
         raise ConfigurationError("give either uri or pglite_path, not both")
     store: Store
     if uri is None:
-        store = PGliteStore.for_directory(pglite_path or default_pglite_dir(), namespace)
+        path = pglite_path or default_pglite_dir()
+        if not (DataDir(path).pgdata / "PG_VERSION").is_file():  # a new database: copied with its tables
+            await ensure_migrated_template()
+        store = PGliteStore.for_directory(path, namespace)
     elif uri == MEMORY_URI:
         store = PGliteStore.in_memory(namespace)
     elif uri.startswith(("postgresql://", "postgres://")):

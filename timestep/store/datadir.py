@@ -6,7 +6,9 @@ A PGlite directory `root` holds:
     root/sidecar.sock  the running sidecar's unix socket, for other processes (mode 0600)
 
 New data directories are copied from a template made once per PGlite version (an initdb
-costs seconds and ~1 GB of memory; a copy costs a fraction of a second).
+costs seconds and ~1 GB of memory; a copy costs a fraction of a second). Once timestep's
+migrations have been applied to a copy of it (`timestep.store.template`), new directories are
+copied from that one, and open with their tables already made.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import platformdirs
 from ..errors import DataDirIncompatible, SidecarStartFailed
 from . import protocol
 from .node import find_node, pglite_version, sidecar_dir
+from .schema import SCHEMA_KEY
 
 SOCKET_PATH_LIMIT = 100  # sun_path is 104-108 bytes depending on the platform
 
@@ -110,7 +113,7 @@ class DataDir:
         staging = self.root / f"pgdata.{os.getpid()}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            shutil.copytree(template.pgdata, staging, copy_function=shutil.copy)  # modes matter to PostgreSQL; times do not
+            shutil.copytree(template.source(), staging, copy_function=shutil.copy)  # modes matter to PostgreSQL; times do not
             if self.pgdata.exists():
                 self.pgdata.rmdir()
             os.replace(staging, self.pgdata)
@@ -130,6 +133,16 @@ class Template:
     @property
     def pg_version(self) -> str:
         return (self.pgdata / "PG_VERSION").read_text().strip()
+
+    def migrated(self, schema_key: str) -> Path:
+        """Where the copy with timestep's tables (of migrations `schema_key`) is kept."""
+        return self.base / f"pgdata-schema-{schema_key}"
+
+    def source(self) -> Path:
+        """The data directory a new one is copied from: one with the current tables if it was
+        made, else the fresh initdb."""
+        migrated = self.migrated(SCHEMA_KEY)
+        return migrated if (migrated / "PG_VERSION").is_file() else self.pgdata
 
     def ensure(self) -> Template:
         """Make the template if it is not cached yet (the one time initdb runs)."""
