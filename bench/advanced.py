@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import sys
 import tempfile
@@ -51,12 +52,13 @@ def conversation() -> list[dict[str, Any]]:
 async def prepared(session: Any) -> Callable[[], Awaitable[dict[str, float]]]:
     """Write the conversation into `session`; return one timed round: create a branch from
     turn 50 and read it back (seconds of each), then delete it, untimed."""
-    for start in range(0, TURNS * ITEMS_PER_TURN, 100):  # written in batches, as turns would be
-        await session.add_items(conversation()[start : start + 100])
-    rounds = iter(range(1_000_000))
+    items = conversation()
+    for start in range(0, len(items), 100):  # written in batches, as turns would be
+        await session.add_items(items[start : start + 100])
+    numbers = itertools.count()
 
     async def branch_and_read() -> dict[str, float]:
-        name = f"what-if-{next(rounds)}"
+        name = f"what-if-{next(numbers)}"
         begin = time.perf_counter()
         await session.create_branch_from_turn(BRANCH_TURN, name)
         created = time.perf_counter()
