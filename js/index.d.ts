@@ -87,7 +87,7 @@ export interface RunStateStoreOptions<TAgent extends Agent<any, any> = Agent<any
 
 /**
  * Saved states of one run (`sessionId`) in the `run_states` table the Python side creates
- * (schema 4 or later). Each save is kept as history; exactly one row per run is active.
+ * (schema 7 or later). Each save is kept as history; exactly one row per run is active.
  */
 export class RunStateStore<TAgent extends Agent<any, any> = Agent<any, any>, TContext = unknown> {
   constructor(options: RunStateStoreOptions<TAgent>);

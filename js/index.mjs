@@ -21,10 +21,12 @@ const CARRY = '$timestep'; // top-level key the Python converter keeps its own f
 const OID = { bool: 16, int8: 20, int4: 23, text: 25, json: 114, jsonb: 3802 };
 
 const LOCK_RUN = 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))';
-const RETIRE = 'UPDATE run_states SET active = false WHERE run_id = $1 AND active';
-const INSERT = `
+// Retire the active row and insert the new one in one statement, as timestep/run_state.py's
+// _SAVE does: counting `retired` makes the retiring finish before the insert is checked.
+const SAVE = `
+  WITH retired AS (UPDATE run_states SET active = false WHERE run_id = $1 AND active RETURNING id)
   INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version, schema_version, state, state_js)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)`;
+  SELECT $1, $2, $3, $4::integer, $5, $6, $7, NULL, $8::json FROM (SELECT count(*) FROM retired) AS done`;
 const ACTIVE = 'SELECT id, sdk, state_js, conversion_error, decisions FROM run_states WHERE run_id = $1 AND active';
 const MARK_RESUMED = 'UPDATE run_states SET resumed_at = now() WHERE id = $1';
 const DELETE = 'DELETE FROM run_states WHERE run_id = $1';
@@ -240,9 +242,8 @@ export class RunStateStore {
     const db = await this.#db();
     await db.transaction([
       [LOCK_RUN, [this.sessionId], [OID.text]],
-      [RETIRE, [this.sessionId], [OID.text]],
       [
-        INSERT,
+        SAVE,
         [
           this.sessionId,
           agentName,

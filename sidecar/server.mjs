@@ -306,9 +306,6 @@ async function main() {
     return;
   }
 
-  // Values travel as PostgreSQL text both ways: turn off PGlite's own parsing and
-  // serializing for every type it knows (set once; per-query options cost ~1 ms each).
-
   // Lifetime: the sidecar serves its owner (stdin/stdout) and any processes connected to
   // its socket. When the owner leaves, it keeps serving those until the last one leaves,
   // then closes the database and exits. Alone, it exits as soon as its owner leaves.

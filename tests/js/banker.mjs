@@ -46,3 +46,12 @@ export function makeTriage(baseURL) {
 export function makeGraph(name, baseURL) {
   return { banker: makeAgent, triage: makeTriage }[name](baseURL);
 }
+
+/** Apply a test's decisions to a loaded state: call id -> "approve", or a rejection message. */
+export function applyDecisions(state, decisions) {
+  for (const item of state.getInterruptions()) {
+    const decision = decisions[item.rawItem.callId];
+    if (decision === 'approve') state.approve(item);
+    else if (decision !== undefined) state.reject(item, { message: decision });
+  }
+}

@@ -11,7 +11,7 @@
 // decision stored with the run, e.g. by `timestep runs approve`).
 import { setTracingDisabled } from '@openai/agents';
 import { RunStateStore, consumeResult, runAgent } from '../../js/index.mjs';
-import { executed, makeGraph } from './banker.mjs';
+import { applyDecisions, executed, makeGraph } from './banker.mjs';
 
 setTracingDisabled(true);
 const [command, graph, ...rest] = process.argv.slice(2);
@@ -33,11 +33,7 @@ if (command === 'pause') {
   const store = new RunStateStore({ agent, sessionId });
   try {
     const state = await store.load();
-    for (const item of state.getInterruptions()) {
-      const decision = decisions[item.rawItem.callId];
-      if (decision === 'approve') state.approve(item);
-      else if (decision !== undefined) state.reject(item, { message: decision });
-    }
+    applyDecisions(state, decisions);
     const result = await consumeResult(await runAgent(agent, state, null, stream === 'stream'));
     const pending = result.interruptions?.length ?? 0;
     if (pending) await store.save(result.state);

@@ -7,7 +7,7 @@
 // DECISIONS is JSON: call id -> "approve" or a rejection message. The model is FAKE_MODEL_URL.
 import fs from 'node:fs';
 import { RunState, run, setTracingDisabled } from '@openai/agents';
-import { executed, makeGraph } from './banker.mjs';
+import { applyDecisions, executed, makeGraph } from './banker.mjs';
 
 setTracingDisabled(true);
 const [command, graph, ...rest] = process.argv.slice(2);
@@ -20,11 +20,7 @@ if (command === 'pause') {
   const decisions = JSON.parse(decisionsJson ?? '{}');
   const agent = makeGraph(graph);
   const state = await RunState.fromString(agent, fs.readFileSync(file, 'utf8'));
-  for (const item of state.getInterruptions()) {
-    const decision = decisions[item.rawItem.callId];
-    if (decision === 'approve') state.approve(item);
-    else if (decision !== undefined) state.reject(item, { message: decision });
-  }
+  applyDecisions(state, decisions);
   const result = await run(agent, state);
   const pending = result.interruptions?.length ?? 0;
   const outcome = { final: pending ? null : result.finalOutput, executed, pending };
