@@ -180,7 +180,7 @@ def _approval_key_to_js(tool_key: Any, where: str) -> str:
     """Python's function_tool_approvals tool_key (a bare tool name) -> JS's state key."""
     if not isinstance(tool_key, str) or not tool_key:
         raise UnconvertibleRunState(f"{where}: expected a tool name")
-    return json.dumps(["bare", tool_key], separators=_JSON_COMPACT)
+    return _lookup_key_to_js({"kind": "bare", "name": tool_key}, where)
 
 
 def _approval_key_to_py(state_key: str, where: str) -> str:
@@ -522,10 +522,10 @@ class _Items:
         raise UnconvertibleRunState(f"{where}: a {kind!r} tool output does not convert (text only)")
 
 
-def _call_names(document: Mapping[str, Any]) -> dict[str, str]:
+def _call_names(document: Mapping[str, Any], *, python: bool) -> dict[str, str]:
     """call id -> function name, for every function call a state holds (its input, the model's
-    responses and the generated items: where an output's call can be)."""
-    python = "current_turn" in document
+    responses and the generated items: where an output's call can be); `python` says which
+    SDK's document it is."""
     responses = document.get("model_responses" if python else "modelResponses") or []
     inputs = document.get("original_input" if python else "originalInput")
     raw_items = [
@@ -582,10 +582,11 @@ def _run_item_to_js(items: _Items, item: Any, where: str) -> dict[str, Any]:
             out["functionToolStateKey"] = _lookup_key_to_js(lookup, f"{where}.raw_item")
     elif kind not in ("message_output_item", "reasoning_item", "handoff_call_item"):
         raise UnconvertibleRunState(f"{where}.type: a {kind!r} run item has no JavaScript counterpart in this converter")
-    converted = _PY_RUN_ITEM_FIELDS | ({"tool_name", "tool_lookup_key"} if kind == "tool_approval_item" else set())
-    py_extra = {key: value for key, value in item.items() if key not in converted}
-    if py_extra and items.carry:
-        out[CARRY] = py_extra
+    if items.carry:
+        converted = _PY_RUN_ITEM_FIELDS | ({"tool_name", "tool_lookup_key"} if kind == "tool_approval_item" else set())
+        py_extra = {key: value for key, value in item.items() if key not in converted}
+        if py_extra:
+            out[CARRY] = py_extra
     return out
 
 
@@ -686,7 +687,7 @@ def python_to_js(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
     _must_be_empty(document, _PY_MUST_BE_EMPTY)
     _must_be_empty(document, ("pending_session_write", "terminal_unrecoverable", "sandbox"))
     js_extra = (document.get(CARRY) or {}).get("javascript") or {}  # set if a JS state became this one
-    items = _Items(_call_names(document), carry=carry and CARRY not in document)
+    items = _Items(_call_names(document, python=True), carry=carry and CARRY not in document)
     run_item = lambda value, where: _run_item_to_js(items, value, where)  # noqa: E731
 
     context = _require(document.get("context") or {}, dict, "context")
@@ -721,7 +722,7 @@ def python_to_js(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
         "$schemaVersion": JS_SCHEMA_VERSION,
         "currentTurn": document.get("current_turn", 0),
         "currentAgent": _agent_ref(document.get("current_agent"), "current_agent"),
-        "originalInput": _input_to_js(items, document.get("original_input"), "original_input"),
+        "originalInput": _input(items.to_js, document.get("original_input"), "original_input"),
         "modelResponses": _map_list(lambda r, w: _response_to_js(items, r, w), document.get("model_responses"), "model_responses"),
         "context": js_context,
         "toolUseTracker": document.get("tool_use_tracker") or {},
@@ -781,27 +782,22 @@ def python_to_js(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
     ):
         if document.get(py_key) is not None:
             out[js_key] = document[py_key]
-    carried: dict[str, Any] = {key: document[key] for key in _PY_ONLY_FIELDS if key in document}
-    carried["context"] = {key: context[key] for key in ("tool_invocations", "context_meta") if key in context}
-    if step is not None:
-        carried["current_step_data"] = {key: value for key, value in (step.get("data") or {}).items() if key != "interruptions"}
-    if document.get("trace") is not None:
-        carried["trace"] = document["trace"]
-    if items.carry:
+    if items.carry:  # the Python-only fields, kept for the way back
+        carried: dict[str, Any] = {key: document[key] for key in _PY_ONLY_FIELDS if key in document}
+        carried["context"] = {key: context[key] for key in ("tool_invocations", "context_meta") if key in context}
+        if step is not None:
+            carried["current_step_data"] = {key: value for key, value in (step.get("data") or {}).items() if key != "interruptions"}
+        if document.get("trace") is not None:
+            carried["trace"] = document["trace"]
         out[CARRY] = {"python": carried}
     return out
 
 
-def _input_to_js(items: _Items, value: Any, where: str) -> Any:
+def _input(convert: Callable[[Any, str], Any], value: Any, where: str) -> Any:
+    """A run's input, text or items, with each item converted by `convert`."""
     if isinstance(value, str):
         return value
-    return _map_list(items.to_js, value, where)
-
-
-def _input_to_py(items: _Items, value: Any, where: str) -> Any:
-    if isinstance(value, str):
-        return value
-    return _map_list(items.to_py, value, where)
+    return _map_list(convert, value, where)
 
 
 def _trace_to_js(trace: Any) -> dict[str, Any] | None:
@@ -882,9 +878,8 @@ def js_to_python(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
     document = _require(document, dict, "state")
     _check_version(document, _JS_VERSIONS, "JavaScript")
     _must_be_empty(document, _JS_MUST_BE_EMPTY)
-    for field in ("pendingAgentToolRuns", "pendingSessionWrite", "pendingSessionHistoryTransaction", "sandbox"):
-        _must_be_empty(document, (field,))
-    items = _Items(_call_names(document), carry=carry and CARRY not in document)
+    _must_be_empty(document, ("pendingAgentToolRuns", "pendingSessionWrite", "pendingSessionHistoryTransaction", "sandbox"))
+    items = _Items(_call_names(document, python=False), carry=carry and CARRY not in document)
     run_item = lambda value, where: _run_item_to_py(items, value, where)  # noqa: E731
     carried = copy.deepcopy(((document.get(CARRY) or {}).get("python")) or {})
 
@@ -926,7 +921,7 @@ def js_to_python(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
         "$schemaVersion": PYTHON_SCHEMA_VERSION,
         "current_turn": document.get("currentTurn", 0),
         "current_agent": _agent_ref(document.get("currentAgent"), "currentAgent"),
-        "original_input": _input_to_py(items, document.get("originalInput"), "originalInput"),
+        "original_input": _input(items.to_py, document.get("originalInput"), "originalInput"),
         "pending_input": _map_list(items.to_py, document.get("pendingInput"), "pendingInput"),
         "model_responses": _map_list(lambda r, w: _response_to_py(items, r, w), document.get("modelResponses"), "modelResponses"),
         "context": py_context,
