@@ -20,6 +20,7 @@ from . import __version__
 from .errors import TimestepError
 from .store import Store, open_store
 from .store.pglite import PGliteStore
+from .store.schema import current_version
 
 CELL_WIDTH = 60
 
@@ -59,7 +60,7 @@ async def _doctor(store: Store, args: argparse.Namespace) -> int:
         ready = store.sidecar.link.ready
         _line("sidecar", f"pid {ready.pid}, Node {ready.node}, PGlite {ready.pglite}")
     _line("server", await store.fetchval("SELECT version()"))
-    _line("schema", f"version {await store.fetchval('SELECT max(version) FROM timestep_schema')}")
+    _line("schema", f"version {await current_version(store)}")
     _line("opened in", f"{args.opened_in * 1000:.0f} ms")
     _line("round trip", f"{await _round_trip_ms(store):.3f} ms (median of 200 x SELECT 1)")
     return 0
@@ -276,14 +277,13 @@ async def _namespaces_list(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _namespaces_drop(store: Store, args: argparse.Namespace) -> int:
-    from .store.namespace import check_name, drop_namespace, list_namespaces
+    from .store.namespace import drop_namespace, namespace_info
 
-    name = check_name(args.name)
-    found = {n.name: n for n in await list_namespaces(store)}
-    if name not in found:
+    name = args.name
+    info = await namespace_info(store, name)
+    if info is None:
         raise _Failure(f"no namespace {name!r}; `timestep namespaces list` shows them")
     if not args.yes:
-        info = found[name]
         print(f"drop namespace {name!r} with {info.sessions} sessions and {info.runs} runs? type its name to confirm: ", end="", flush=True)
         if sys.stdin.readline().strip() != name:
             raise _Failure(f"not confirmed: namespace {name!r} was not dropped")
@@ -311,7 +311,7 @@ async def _serve(store: Store, args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main  # imports the Agents SDK
 
-    return await demo_main(args.uri, args.pglite_path)
+    return await demo_main(args.uri, args.pglite_path, args.namespace)
 
 
 def _parser() -> argparse.ArgumentParser:

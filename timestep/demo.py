@@ -71,7 +71,8 @@ async def pause_and_save(store: Store) -> str:
 async def resume(store: Store, run_id: str) -> None:
     """Step 2, in another process: load the saved run, approve, finish."""
     agent, _ = demo_agent(after_approval=True)
-    state = await RunStateStore(agent, run_id, store=store).load()
+    runs = RunStateStore(agent, run_id, store=store)
+    state = await runs.load()
     for item in state.get_interruptions():
         _say("2", f"process {os.getpid()} loaded run {run_id}; a human approves {item.raw_item.name}")
         state.approve(item)
@@ -80,20 +81,20 @@ async def resume(store: Store, run_id: str) -> None:
         if item.type == "tool_call_output_item":
             _say("2", f"tool ran: {item.output!r}")
     _say("2", f"final answer: {result.final_output!r}")
-    await RunStateStore(agent, run_id, store=store).save(result.to_state())
+    await runs.save(result.to_state())
 
 
-async def main(uri: str | None, pglite_path: str | None) -> int:
+async def main(uri: str | None, pglite_path: str | None, namespace: str | None = None) -> int:
     """The whole story; returns the exit code."""
     _quiet_tracing()
-    async with await open_store(uri, pglite_path=pglite_path) as store:
+    async with await open_store(uri, pglite_path=pglite_path, namespace=namespace) as store:
         _say("0", f"store: {store.backend} at {store.location}")
         run_id = await pause_and_save(store)
-    command = [sys.executable, "-m", "timestep.demo", "resume", run_id, json.dumps([uri, pglite_path])]
+    command = [sys.executable, "-m", "timestep.demo", "resume", run_id, json.dumps([uri, pglite_path, namespace])]
     _say("2", "starting a second Python process to resume it")
     if subprocess.run(command, check=False).returncode != 0:
         return 1
-    async with await open_store(uri, pglite_path=pglite_path) as store:
+    async with await open_store(uri, pglite_path=pglite_path, namespace=namespace) as store:
         items = await Session(run_id, store=store).get_items()
         _say("3", f"back in process {os.getpid()}: the session holds {len(items)} items:")
         for item in items:
@@ -101,6 +102,7 @@ async def main(uri: str | None, pglite_path: str | None) -> int:
         saves = await store.fetchval("SELECT count(*) FROM run_states WHERE run_id = $1", run_id)
         _say("3", f"run_states keeps {saves} saves of this run (the paused one and the finished one)")
     where = f" --uri {uri}" if uri else f" --pglite-path {pglite_path}" if pglite_path else ""
+    where += f" --namespace {namespace}" if namespace else ""
     print(f"\nLook around: timestep sessions show {run_id}{where}")
     print(f'             timestep sql{where} "SELECT run_id, status, created_at FROM run_states"')
     return 0
@@ -125,11 +127,11 @@ def _quiet_tracing() -> None:
 
 
 def _resume_entry(run_id: str, where: str) -> None:
-    uri, pglite_path = json.loads(where)
+    uri, pglite_path, namespace = json.loads(where)
     _quiet_tracing()
 
     async def go() -> None:
-        async with await open_store(uri, pglite_path=pglite_path) as store:
+        async with await open_store(uri, pglite_path=pglite_path, namespace=namespace) as store:
             await resume(store, run_id)
 
     asyncio.run(go())

@@ -35,7 +35,7 @@ from .durations import ttl_from
 from .errors import DatabaseError, InvalidMemory, MemoryNotFound
 from .store import Store, open_store
 from .store.default import store_or_default
-from .store.schema import MIGRATION_LOCK
+from .store.schema import LOCK_MIGRATIONS
 
 Vectors = Sequence[Sequence[float]]
 Embedder = Callable[[list[str]], Union[Vectors, Awaitable[Vectors]]]
@@ -89,7 +89,7 @@ _FORGET = "DELETE FROM memory_facts WHERE id = $1 AND scope = $2"
 # embeddings table is made on first use (it needs the extension, which migrations cannot
 # assume). Facts remembered without the embedding function have no row here.
 _ENABLE_VECTORS = [
-    ("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]),
+    LOCK_MIGRATIONS,
     ("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public", []),
     (
         "CREATE TABLE IF NOT EXISTS memory_embeddings ("

@@ -32,7 +32,7 @@ def memory_tools(memory: Memory) -> list[FunctionTool]:
             tags: Short labels to find the fact by later.
         """
         try:
-            fact = await memory.remember(text, subject=subject, tags=tags or [])
+            fact = await memory.remember(text, subject=subject, tags=tags)
         except InvalidMemory as exc:
             return f"not remembered: {exc}"
         return f"remembered as fact {fact.id}"

@@ -47,10 +47,10 @@ class NamespaceInfo:
 
 async def create_namespace(store: Store, name: str) -> None:
     """Create the namespace's schema if it is new (its tables come from the migrations)."""
-    from .schema import MIGRATION_LOCK
+    from .schema import LOCK_MIGRATIONS
 
     await store.execute_batch(
-        [("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]), (f"CREATE SCHEMA IF NOT EXISTS {schema_of(name)}", [])]
+        [LOCK_MIGRATIONS, (f"CREATE SCHEMA IF NOT EXISTS {schema_of(name)}", [])]
     )
 
 
@@ -61,17 +61,25 @@ async def list_namespaces(store: Store) -> list[NamespaceInfo]:
         len(PREFIX) + 1,
         PREFIX,
     )
-    found = []
-    for row in names:
-        if not _NAME.fullmatch(row["name"]):
-            continue  # made by hand outside timestep: not ours to report
-        schema = schema_of(row["name"])
-        counts = await store.fetchrow(
-            f"SELECT (SELECT count(*) FROM {schema}.agent_sessions) AS sessions, "
-            f"(SELECT count(DISTINCT run_id) FROM {schema}.run_states) AS runs"
-        )
-        found.append(NamespaceInfo(row["name"], counts["sessions"], counts["runs"]))
-    return found
+    # A schema made by hand outside timestep, with a name timestep would refuse: not ours to report.
+    return [await _info(store, row["name"]) for row in names if _NAME.fullmatch(row["name"])]
+
+
+async def namespace_info(store: Store, name: str) -> NamespaceInfo | None:
+    """One namespace with its session and run counts; None if there is none of that name."""
+    check_name(name)
+    if not await store.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", PREFIX + name):
+        return None
+    return await _info(store, name)
+
+
+async def _info(store: Store, name: str) -> NamespaceInfo:
+    schema = schema_of(name)
+    counts = await store.fetchrow(
+        f"SELECT (SELECT count(*) FROM {schema}.agent_sessions) AS sessions, "
+        f"(SELECT count(DISTINCT run_id) FROM {schema}.run_states) AS runs"
+    )
+    return NamespaceInfo(name, counts["sessions"], counts["runs"])
 
 
 async def drop_namespace(store: Store, name: str) -> bool:

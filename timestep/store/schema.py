@@ -14,6 +14,8 @@ from .base import Store
 
 # 'timestep' as a 64-bit integer: the advisory lock every migrating process takes.
 MIGRATION_LOCK = int.from_bytes(b"timestep", "big")
+# Its statement, first in every batch that creates schemas, tables or extensions.
+LOCK_MIGRATIONS: tuple[str, list[object]] = ("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK])
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -271,7 +273,7 @@ async def migrate(store: Store) -> int:
     if applied >= LATEST:
         return applied
     statements: list[tuple[str, list[object]]] = [
-        ("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]),
+        LOCK_MIGRATIONS,
         (
             "CREATE TABLE IF NOT EXISTS timestep_schema ("
             " version integer PRIMARY KEY,"
