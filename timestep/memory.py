@@ -118,19 +118,20 @@ _RECALL_BY_VECTOR = f"""
     ORDER BY e.embedding OPERATOR(public.<=>) $2::public.vector, updated_at DESC, id DESC
     LIMIT $7
 """
-_RECORD_EPISODE = """
+_EPISODE_COLUMNS = "id, scope, summary, session_id, run_id, outcome, created_at"
+_RECORD_EPISODE = f"""
     INSERT INTO memory_episodes (scope, summary, session_id, run_id, outcome) VALUES ($1, $2, $3, $4, $5)
-    RETURNING id, scope, summary, session_id, run_id, outcome, created_at, NULL::real AS score
+    RETURNING {_EPISODE_COLUMNS}, NULL::real AS score
 """
 _RECALL_EPISODES = f"""
-    SELECT id, scope, summary, session_id, run_id, outcome, created_at, ts_rank_cd(search, query) AS score
+    SELECT {_EPISODE_COLUMNS}, ts_rank_cd(search, query) AS score
     FROM memory_episodes, {_QUERY} AS query
     WHERE scope = $1 AND search @@ query
     ORDER BY score DESC, created_at DESC, id DESC
     LIMIT $3
 """
-_LIST_EPISODES = """
-    SELECT id, scope, summary, session_id, run_id, outcome, created_at, NULL::real AS score
+_LIST_EPISODES = f"""
+    SELECT {_EPISODE_COLUMNS}, NULL::real AS score
     FROM memory_episodes WHERE scope = $1 ORDER BY created_at DESC, id DESC LIMIT $2
 """
 
