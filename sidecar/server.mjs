@@ -147,7 +147,31 @@ function concat(parts) {
 }
 
 function statementMessages(wire, sql, params, types) {
-  return [wire.parse({ text: sql, types }), wire.bind({ values: params }), wire.describe({ type: 'P' }), wire.execute({})];
+  return [wire.parse({ text: sql, types }), bindMessage(params), wire.describe({ type: 'P' }), wire.execute({})];
+}
+
+/**
+ * A Bind message for the unnamed portal and statement: every parameter PostgreSQL text, or
+ * null. Written here because pg-protocol's `bind` measures each string's UTF-8 length twice
+ * in a JavaScript loop (~10 ns a character): 0.9 ms for a 40 KB saved run state, where
+ * Buffer's native UTF-8 takes a few microseconds.
+ */
+function bindMessage(params) {
+  const lengths = params.map((value) => (value === null || value === undefined ? -1 : Buffer.byteLength(value)));
+  const size = 4 + 1 + 1 + 2 + 2 + lengths.reduce((n, length) => n + 4 + Math.max(length, 0), 0) + 2;
+  const message = Buffer.allocUnsafe(1 + size);
+  let at = message.writeUInt8(0x42, 0); // 'B'
+  at = message.writeInt32BE(size, at);
+  at = message.writeUInt8(0, at); // the unnamed portal
+  at = message.writeUInt8(0, at); // the unnamed statement
+  at = message.writeInt16BE(0, at); // no parameter format codes: all text
+  at = message.writeInt16BE(params.length, at);
+  params.forEach((value, index) => {
+    at = message.writeInt32BE(lengths[index], at); // -1: NULL
+    if (lengths[index] > 0) at += message.write(value, at, 'utf8');
+  });
+  message.writeInt16BE(0, at); // no result format codes: all text
+  return message;
 }
 
 /** Rows affected, as libpq's PQcmdTuples counts them from the command tag ("INSERT 0 3"). */
