@@ -181,6 +181,65 @@ async def test_killed_sidecar_fails_in_flight_requests_and_restarts(tmp_path: Pa
         await store.aclose()
 
 
+async def test_sidecar_that_died_while_idle_is_replaced_by_the_next_request(tmp_path: Path) -> None:
+    """Nothing in flight, nobody reading: the next request finds it gone and starts anew."""
+    store = await open_store(pglite_path=tmp_path)
+    assert isinstance(store, PGliteStore)
+    try:
+        await store.execute("CREATE TABLE kept (id int)")
+        await store.execute("INSERT INTO kept VALUES (1)")
+        old_pid = sidecar_pid(store)
+        os.kill(old_pid, signal.SIGKILL)
+        assert exits_within(old_pid, 10.0)
+        assert await store.fetchval("SELECT count(*) FROM kept") == 1
+        assert sidecar_pid(store) != old_pid
+    finally:
+        await store.aclose()
+
+
+async def test_a_cancelled_request_leaves_the_link_in_order(tmp_path: Path) -> None:
+    """The reply of a request whose caller gave up is read and dropped, not handed to the next."""
+    store = await open_store(pglite_path=tmp_path)
+    try:
+        slow = asyncio.ensure_future(store.fetchval("SELECT 'late' FROM pg_sleep(0.3)"))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(slow), 0.05)
+        slow.cancel()
+        assert await store.fetchval("SELECT 'next'") == "next"
+        assert [await store.fetchval("SELECT $1::int", i) for i in range(20)] == list(range(20))
+    finally:
+        await store.aclose()
+
+
+def test_store_serves_loops_while_another_is_blocked(tmp_path: Path) -> None:
+    """A loop stuck in synchronous code with a request in flight does not hold up another
+    loop's replies: each loop reads the link while it waits."""
+    import threading
+
+    store = asyncio.run(open_store(pglite_path=tmp_path))
+    in_flight, release = threading.Event(), threading.Event()
+    answered = []
+
+    async def blocked() -> None:
+        waiting = asyncio.ensure_future(store.fetchval("SELECT 'blocked loop'"))
+        await asyncio.sleep(0)  # the task runs up to awaiting its reply: the request is written
+        in_flight.set()
+        assert release.wait(30)  # synchronous: this loop reads nothing until released
+        answered.append(await waiting)
+
+    thread = threading.Thread(target=asyncio.run, args=(blocked(),))
+    try:
+        thread.start()
+        assert in_flight.wait(30)
+        assert asyncio.run(store.fetchval("SELECT 'other loop'")) == "other loop"
+        release.set()
+        thread.join(30)
+        assert answered == ["blocked loop"]
+    finally:
+        release.set()
+        asyncio.run(store.aclose())
+
+
 def test_store_serves_several_event_loops(tmp_path: Path) -> None:
     """asyncio.run() in turn, and loops in several threads at once, on one store."""
     from concurrent.futures import ThreadPoolExecutor

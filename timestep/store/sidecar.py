@@ -4,8 +4,9 @@ A `Sidecar` stands for one database (a data directory, or one in-memory instance
 at most one live `Link` to a sidecar process: its own child (talking over the child's
 stdin/stdout) or, when another process already runs the sidecar for that directory, that
 process's sidecar (over its unix socket). Frames are written under a lock from whatever
-thread calls; a reader thread per link resolves each request's future on the event loop
-that made it, so one sidecar serves any number of event loops, in turn or at once.
+thread calls; replies are read by the event loops waiting for them, and each is resolved
+on the loop that made the request, so one sidecar serves any number of event loops, in
+turn or at once.
 
 When a link dies, every request in flight fails with `SidecarCrashed`, and the next request
 starts (or finds) a new sidecar. The process's own sidecars are stopped at interpreter exit;
@@ -39,13 +40,25 @@ STDERR_LINES = 40
 
 
 class Link:
-    """One open connection to a running sidecar, with its reader thread."""
+    """One open connection to a running sidecar.
+
+    Replies are read on the event loops that wait for them: while a loop has requests in
+    flight it watches the link's output (`loop.add_reader`), and whichever loop reads a reply
+    resolves it on the loop that asked (at once on its own, `call_soon_threadsafe` on another).
+    So one link serves any number of event loops, in turn or at once, and a reply wakes only
+    the thread that waits for it: a reader thread instead costs a second wake-up per request
+    (the thread, then the loop), ~0.1 ms of each `SELECT 1` on a 2-core VM.
+
+    With nothing in flight nobody reads: a sidecar that died meanwhile is found by the next
+    write, which fails before anything was sent (`LinkGone`), so the caller can start anew.
+    """
 
     def __init__(
         self,
         *,
         describe: str,
         read_fd: int,
+        read: Callable[[], bytes],
         close_read: Callable[[], None],
         write: Callable[[bytes], None],
         reader: protocol.FrameReader,
@@ -59,19 +72,21 @@ class Link:
         self.process = process
         self._sock = sock
         self._read_fd = read_fd
+        self._read = read  # without blocking: BlockingIOError when nothing is there
         self._close_read = close_read
         self._write = write
         self._reader = reader
         self._stderr = stderr if stderr is not None else collections.deque()
-        self._lock = threading.Lock()  # the pending map and the failure; held briefly
+        self._lock = threading.Lock()  # the pending map, the watchers and the failure; held briefly
         self._write_lock = threading.Lock()  # whole frames, one at a time
+        self._read_lock = threading.Lock()  # one reader of the output at a time
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._watchers: dict[asyncio.AbstractEventLoop, int] = {}  # loop -> its requests in flight
         self._next_id = 1
         self._failure: SidecarError | None = None
-        self._thread = threading.Thread(
-            target=self._read_loop, name=f"timestep-{describe}", daemon=True
-        )
-        self._thread.start()
+        self._ended = False  # the output reached its end
+        self._let_go = False  # the sidecar said it let us go (a final `closed` frame)
+        self._output_closed = False
 
     @property
     def alive(self) -> bool:
@@ -87,9 +102,13 @@ class Link:
             request_id = self._next_id
             self._next_id += 1
             self._pending[request_id] = (loop, future)
+            first = self._watchers.get(loop, 0) == 0
+            self._watchers[loop] = self._watchers.get(loop, 0) + 1
+        if first:
+            loop.add_reader(self._read_fd, self._pump)
         frame = protocol.encode_frame(build(request_id))
-        # Not under self._lock: while a large frame waits for pipe space, the reader thread
-        # must still be able to deliver replies.
+        # Not under self._lock: while a large frame waits for pipe space, other loops must
+        # still be able to read their replies.
         try:
             with self._write_lock:
                 if self._failure is not None:  # closed meanwhile: the fd may be gone
@@ -98,32 +117,55 @@ class Link:
         except (OSError, SidecarError) as exc:
             with self._lock:
                 self._pending.pop(request_id, None)
+            self._unwatch(loop)
             if isinstance(exc, SidecarError):
                 raise
-            raise SidecarCrashed(f"cannot write to the {self.describe}: {exc}") from exc
+            # The sidecar is gone (nothing of this frame was read): so is this link.
+            self._fail(self._death_error())
+            raise LinkGone(f"cannot write to the {self.describe}: {exc}") from exc
         return await future
 
-    def _read_loop(self) -> None:
-        try:
-            while True:
-                data = os.read(self._read_fd, 1 << 16)
-                if not data:
-                    break
-                replies = [protocol.decode_reply(body) for body in self._reader.feed(data)]
-                for reply in replies:
-                    if isinstance(reply, protocol.Closed) and reply.id == 0:
-                        return self._released()
-                    self._deliver(reply)
-        except Exception as exc:  # a broken pipe or an undecodable frame: the link is unusable
-            self._stderr.append(f"(reader: {exc!r})")
-        if self._failure is None:  # not closed by us: the sidecar died
+    def _pump(self) -> None:
+        """Read every reply that is there and resolve each (an event loop's reader callback)."""
+        with self._read_lock:
+            if self._output_closed:
+                return
+            bodies: list[bytes] = []
+            try:
+                while data := self._read():
+                    bodies += self._reader.feed(data)
+                self._ended = True
+            except BlockingIOError:
+                pass
+            except Exception as exc:  # a broken pipe or an oversized frame: the link is unusable
+                self._stderr.append(f"(reader: {exc!r})")
+                self._ended = True
+        for body in bodies:
+            try:
+                reply = protocol.decode_reply(body)
+            except Exception as exc:
+                self._stderr.append(f"(reader: {exc!r})")
+                self._ended = True
+                break
+            if isinstance(reply, protocol.Closed) and reply.id == 0:
+                self._let_go = True  # it closed our connection; it serves other processes still
+                self._fail(SidecarCrashed(f"the {self.describe} was closed"))
+                break
+            self._deliver(reply)
+        if self._ended and self._failure is None:  # not closed by us: the sidecar died
             self._fail(self._death_error())
-        _quietly(self._close_read)  # only this thread reads the fd, so only it may close it
 
-    def _released(self) -> None:
-        """The sidecar let us go: its database is closed, or serves other processes still."""
-        self._fail(SidecarCrashed(f"the {self.describe} was closed"))
-        _quietly(self._close_read)
+    def _unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One request of `loop` is done (run on that loop): it stops watching after its last."""
+        with self._lock:
+            left = self._watchers.get(loop, 0) - 1
+            if left > 0:
+                self._watchers[loop] = left
+                return
+            self._watchers.pop(loop, None)
+        if not loop.is_closed():
+            loop.remove_reader(self._read_fd)
+        self._close_output_if_done()
 
     def _deliver(self, reply: protocol.Reply) -> None:
         with self._lock:
@@ -132,7 +174,33 @@ class Link:
             if isinstance(reply, protocol.Error):
                 self._stderr.append(f"(unsolicited error: {reply.code} {reply.message})")
             return
-        _resolve(waiter, reply)
+        self._resolve(waiter, reply)
+
+    def _resolve(self, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], outcome: Any) -> None:
+        """Settle a request on its own loop; the loop then stops watching if it was its last."""
+        loop, future = waiter
+
+        def settle() -> None:
+            self._unwatch(loop)
+            if future.done():  # the caller was cancelled
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            settle()
+            return
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # that event loop is closed; nobody is waiting any more
+            with self._lock:
+                self._watchers.pop(loop, None)
 
     def _death_error(self) -> SidecarCrashed:
         if self.process is not None:
@@ -158,13 +226,24 @@ class Link:
                 self._failure = error
             pending, self._pending = self._pending, {}
         for waiter in pending.values():
-            _resolve(waiter, _copy(error))
+            self._resolve(waiter, _copy(error))
+
+    def _close_output_if_done(self) -> None:
+        """Close our reading end once the link has failed and no event loop watches it (a
+        watched fd must stay open: its number could come back as another link's)."""
+        with self._lock:
+            if self._failure is None or any(not loop.is_closed() for loop in self._watchers):
+                return
+        with self._read_lock:
+            if not self._output_closed:
+                self._output_closed = True
+                _quietly(self._close_read)
 
     def close_now(self) -> None:
         """Let go without waiting: close our end; a child sidecar sees EOF and exits."""
         self._fail(SidecarCrashed(f"the {self.describe} was closed"))
         if self._sock is not None:
-            _quietly(lambda: self._sock.shutdown(socket.SHUT_RDWR))  # wakes the reader
+            _quietly(lambda: self._sock.shutdown(socket.SHUT_RDWR))
         if self.process is not None and self.process.stdin is not None:
             with self._write_lock:  # no write is using the fd when it closes
                 _quietly(self.process.stdin.close)
@@ -176,30 +255,28 @@ class Link:
         says it let go (a final `closed` frame) nor exits in `timeout` is killed.
         """
         self.close_now()
-        self._thread.join(timeout)
-        if self.process is not None and self._thread.is_alive():
-            self.process.kill()  # wedged
-            self.process.wait()
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        if self.process is not None:
+            while not (self._let_go or self._ended or self._output_closed):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:  # in slices: an event loop may close the fd, which would not wake select
+                    select.select([self._read_fd], [], [], min(remaining, 0.1))
+                except (OSError, ValueError):  # closed meanwhile by an event loop that watched it
+                    break
+                self._pump()
+            if not self._let_go:
+                try:
+                    self.process.wait(max(deadline - time.monotonic(), 0))
+                except subprocess.TimeoutExpired:
+                    self.process.kill()  # wedged
+                    self.process.wait()
+        self._close_output_if_done()
 
 
-def _resolve(
-    waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], outcome: Any
-) -> None:
-    loop, future = waiter
-
-    def settle() -> None:
-        if future.done():  # the caller was cancelled
-            return
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # that event loop is closed; nobody is waiting any more
-        pass
+class LinkGone(SidecarCrashed):
+    """A request could not be written: the sidecar had gone while nothing was in flight."""
 
 
 def _copy(error: SidecarError) -> SidecarError:
@@ -235,7 +312,11 @@ class Sidecar:
         link = self._link
         if link is None or not link.alive:
             link = await asyncio.to_thread(self._connect)
-        return await link.request(build)
+        try:
+            return await link.request(build)
+        except LinkGone:  # it died while idle; nothing was sent, so start anew and send it
+            link = await asyncio.to_thread(self._connect)
+            return await link.request(build)
 
     def _connect(self) -> Link:
         with self._start_lock:
@@ -290,6 +371,7 @@ class Sidecar:
         return Link(
             describe=f"shared PGlite sidecar (pid {ready.pid}) of {data_dir.root}",
             read_fd=sock.fileno(),
+            read=lambda: sock.recv(1 << 16, socket.MSG_DONTWAIT),
             close_read=sock.close,
             write=sock.sendall,
             reader=reader,
@@ -322,10 +404,12 @@ class Sidecar:
             process.kill()
             process.wait()
             raise
-        stdin_fd = process.stdin.fileno()
+        stdin_fd, stdout_fd = process.stdin.fileno(), process.stdout.fileno()
+        os.set_blocking(stdout_fd, False)  # read only when there is something (Link._pump)
         return Link(
             describe=f"PGlite sidecar (pid {ready.pid}) of {self.location}",
-            read_fd=process.stdout.fileno(),
+            read_fd=stdout_fd,
+            read=lambda: os.read(stdout_fd, 1 << 16),
             close_read=process.stdout.close,
             write=lambda frame: _write_all(stdin_fd, frame),
             reader=reader,
