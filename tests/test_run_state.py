@@ -16,7 +16,7 @@ import pytest
 import banker
 from conftest import child_env, require_postgres
 from timestep import open_store
-from timestep.errors import InvalidRunState, RunStateNotFound
+from timestep.errors import DatabaseError, InvalidRunState, RunStateNotFound
 from timestep.run_state import RunStateStore
 from timestep.runner import consume_result, run_agent
 from timestep.session import Session
@@ -188,6 +188,28 @@ async def test_the_state_is_stored_as_the_sdk_wrote_it(store: Store) -> None:
     assert json.loads(text) == state.to_json()
     assert list(json.loads(text)) == list(state.to_json())  # jsonb would sort keys by length
     assert list(json.loads(text)) != sorted(state.to_json(), key=lambda key: (len(key), key))
+
+
+async def test_states_are_compressed_with_lz4_where_the_server_has_it(store: Store) -> None:
+    """Migration 9: lz4 on a server built with it, pglz (the default) elsewhere, e.g. PGlite."""
+    from agents.run_context import RunContextWrapper
+    from agents.run_state import RunState
+
+    agent = banker.make_agent("http://127.0.0.1:9/v1")
+    state = RunState(context=RunContextWrapper(context=None), original_input="a long request " * 500, starting_agent=agent, max_turns=3)
+    runs = RunStateStore(agent, store=store)
+    await runs.save(state)
+    try:
+        await store.execute_batch([("SET LOCAL default_toast_compression = lz4", [])])
+        expected = "lz4"
+    except DatabaseError:
+        expected = "pglz"
+    compression = await store.fetchrow(
+        "SELECT pg_column_compression(state) AS state, pg_column_compression(state_js) AS state_js FROM run_states WHERE run_id = $1",
+        runs.session_id,
+    )
+    assert compression == {"state": expected, "state_js": expected}
+    assert (await runs.load()).to_json()["original_input"] == "a long request " * 500
 
 
 async def test_save_refuses_what_is_not_a_run_state(store: Store) -> None:

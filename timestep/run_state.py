@@ -111,7 +111,7 @@ class RunStateStore:
             js_document, conversion_error = python_to_js(document, carry=False), None  # the row keeps `document`
         except InvalidRunState as exc:  # still saved: it resumes in Python; JS gets the reason
             js_document, conversion_error = None, str(exc)
-        pending = len(state.get_interruptions())
+        pending = len(_interruptions(document))  # get_interruptions() copies every item
         agent_name = (document.get("current_agent") or {}).get("name") or self.agent.name
         store = await self.store()
         await store.execute_batch(
@@ -202,10 +202,8 @@ class RunStateStore:
         row = await store.fetchrow(_ACTIVE, run_id)
         if row is None:
             raise RunStateNotFound(f"no saved state for run {run_id!r}; `timestep runs list` shows the saved runs")
-        step = _python_document(row, run_id).get("current_step") or {}
-        interruptions = (step.get("data") or {}).get("interruptions") or [] if step.get("type") == "next_step_interruption" else []
         calls = []
-        for interruption in interruptions:
+        for interruption in _interruptions(_python_document(row, run_id)):
             raw = interruption.get("raw_item") or {}
             call_id = raw.get("call_id") or raw.get("id") or ""
             calls.append(
@@ -254,6 +252,14 @@ class RunStateStore:
 def _json_text(document: dict[str, Any]) -> str:
     """A state document as JSON text, for a `json` column (stored as written, not re-parsed)."""
     return msgspec.json.encode(document).decode()
+
+
+def _interruptions(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool approvals a state document waits for (its `next_step_interruption` step)."""
+    step = document.get("current_step") or {}
+    if step.get("type") != "next_step_interruption":
+        return []
+    return (step.get("data") or {}).get("interruptions") or []
 
 
 def _python_document(row: dict[str, Any], run_id: str) -> Any:
