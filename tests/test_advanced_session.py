@@ -169,7 +169,7 @@ async def snapshot(store: Store, session_id: str) -> list[Any]:
     """Every row the session owns, in every table, for before/after comparisons."""
     rows = []
     for table, order in (
-        ("agent_sessions", "session_id"), ("agent_messages", "id"), ("message_structure", "sequence_number"),
+        ("agent_sessions", "session_id"), ("agent_messages", "id"), ("message_structure", "branch_id, sequence_number"),
         ("turn_usage", "id"), ("branch_reservations", "branch_id"),
     ):
         rows.append(await store.fetch(f"SELECT * FROM {table} WHERE session_id = $1 ORDER BY {order}", session_id))

@@ -5,9 +5,10 @@ Same method names, arguments, results and errors as
 `agents.extensions.memory.AdvancedSQLiteSession` (openai-agents 0.24), so switching is a
 one-line change. The tables are its tables in PostgreSQL types (`message_structure`,
 `turn_usage`, `branch_reservations`, migration 5; structure rows keyed by session, branch and
-sequence number since migration 8); messages are the plain `Session`'s `agent_messages`,
-shared by every branch that holds them. Each operation is one statement or
-one atomic batch; writers of one session take turns on its `agent_sessions` row.
+sequence number since migration 8, numbered per branch since migration 10); messages are the
+plain `Session`'s `agent_messages`, shared by every branch that holds them. Each operation is
+one statement or one atomic batch; writers of one session take turns on its `agent_sessions`
+row.
 
 The current branch is a property of this object, as in the SDK: another object on the same
 session starts on "main".
@@ -56,16 +57,16 @@ _ADD_ITEMS = """
         RETURNING id
     ),
     numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted),
-    base AS (SELECT coalesce(max(sequence_number), 0) AS seq FROM message_structure WHERE session_id = $1),
-    turns AS (
-        SELECT coalesce(max(user_turn_number), 0) AS turn, coalesce(max(branch_turn_number), 0) AS branch_turn
+    branch AS (
+        SELECT coalesce(max(sequence_number), 0) AS seq, coalesce(max(user_turn_number), 0) AS turn,
+               coalesce(max(branch_turn_number), 0) AS branch_turn
         FROM message_structure WHERE session_id = $1 AND branch_id = $4
     )
     INSERT INTO message_structure
         (session_id, message_id, branch_id, message_type, sequence_number, user_turn_number, branch_turn_number, tool_name)
-    SELECT $1, numbered.id, $4, items.meta->>'type', base.seq + items.n,
-           turns.turn + (items.meta->>'users')::int, turns.branch_turn + (items.meta->>'users')::int, items.meta->>'tool'
-    FROM items JOIN numbered USING (n), base, turns
+    SELECT $1, numbered.id, $4, items.meta->>'type', branch.seq + items.n,
+           branch.turn + (items.meta->>'users')::int, branch.branch_turn + (items.meta->>'users')::int, items.meta->>'tool'
+    FROM items JOIN numbered USING (n), branch
 """
 # As Session's reads: the items as one JSON array.
 _BRANCH_ITEMS = f"""
@@ -96,7 +97,10 @@ _POP_ITEM = f"""
     dropped_message AS (
         DELETE FROM agent_messages m USING claimed c
         WHERE m.id = c.message_id
-          AND NOT EXISTS (SELECT 1 FROM message_structure s WHERE s.message_id = c.message_id AND s.sequence_number <> c.sequence_number)
+          AND NOT EXISTS (
+              SELECT 1 FROM message_structure s
+              WHERE s.message_id = c.message_id AND (s.branch_id, s.sequence_number) <> ($2, c.sequence_number)
+          )
     ),
     dropped_usage AS (
         DELETE FROM turn_usage u USING claimed c
