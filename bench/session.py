@@ -11,7 +11,9 @@ Targets (issues 2 and 3): Session on PostgreSQL faster than SQLAlchemySession on
 Session on PGlite within 2x of SQLiteSession on a file.
 Each measured turn runs on its own session, prepared (untimed) with exactly that much history,
 so no deletes are involved: PGlite runs no autovacuum, and popping items to hold a history at
-its length would measure the dead rows that leaves, not a turn.
+its length would measure the dead rows that leaves, not a turn. The implementations take
+their turns in turns, round by round, so a figure and its baseline see the same moments of
+a noisy machine.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from agents.memory import SessionABC, SQLiteSession
 
-from common import postgres_uri, print_columns
+from common import interleaved_medians, postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.session import Session
@@ -47,22 +47,27 @@ def history_item(n: int) -> dict[str, Any]:
     return {"role": role, "content": f"message {n}: " + "the quick brown fox jumps over the lazy dog " * 3}
 
 
-async def per_turn_ms(make: Callable[[str], SessionABC], length: int, turns: int, warmup: int) -> float:
+async def per_turn_ms(makers: dict[str, Callable[[str], SessionABC]], length: int, turns: int, warmup: int) -> dict[str, float]:
+    """Median ms per turn of each implementation, their turns taken in turns (common.py)."""
     history = [history_item(n) for n in range(length)]
     new_items = [history_item(n) for n in range(length, length + 3)]
-    sessions = [make(f"bench-{length}-{uuid.uuid4()}") for _ in range(warmup + turns)]
-    for session in sessions:
-        await session.add_items(history)
-    times = []
-    for number, session in enumerate(sessions):
-        begin = time.perf_counter()
-        got = await session.get_items()
-        await session.add_items(new_items)
-        elapsed = time.perf_counter() - begin
-        assert len(got) == length
-        if number >= warmup:
-            times.append(elapsed)
-    return statistics.median(times) * 1000
+    prepared: dict[str, Iterator[SessionABC]] = {}
+    for name, make in makers.items():
+        sessions = [make(f"bench-{length}-{uuid.uuid4()}") for _ in range(warmup + turns)]
+        for session in sessions:
+            await session.add_items(history)
+        prepared[name] = iter(sessions)
+
+    def turn(name: str) -> Callable[[], Awaitable[None]]:
+        async def one_turn() -> None:
+            session = next(prepared[name])
+            got = await session.get_items()
+            await session.add_items(new_items)
+            assert len(got) == length
+
+        return one_turn
+
+    return await interleaved_medians({name: turn(name) for name in makers}, turns, warmup)
 
 
 async def main(turns: int, warmup: int) -> None:
@@ -81,8 +86,10 @@ async def main(turns: int, warmup: int) -> None:
             makers["Session, PostgreSQL"] = lambda sid: Session(sid, store=server)
             engine = _sqlalchemy_engine(uri, stack)
             makers["SQLAlchemySession, PostgreSQL"] = lambda sid: _sqlalchemy_session(sid, engine)
-        for name, make in makers.items():
-            results[name] = {n: await per_turn_ms(make, n, turns if n < 1000 else turns // 3, warmup) for n in LENGTHS}
+        for n in LENGTHS:
+            medians = await per_turn_ms(makers, n, turns if n < 1000 else turns // 3, warmup)
+            for name, median in medians.items():
+                results.setdefault(name, {})[n] = median
         for sqlite_session in sqlite_sessions:
             sqlite_session.close()
         if uri:

@@ -32,7 +32,17 @@ from agents.result import RunResult
 from agents.usage import Usage
 
 from .errors import DatabaseError, InvalidBranch
-from .session import _DELETE_SESSION, _DROP_IF_EXPIRED, _REFRESH_TTL, _UPSERT_SESSION, LIVE, Session, _items_json
+from .session import (
+    _DELETE_SESSION,
+    _DROP_IF_EXPIRED,
+    _REFRESH_TTL,
+    _UPSERT_SESSION,
+    LIVE,
+    Session,
+    _items_json,
+    items_array,
+    parse_items,
+)
 from .store import Store
 
 MAIN = "main"
@@ -69,19 +79,20 @@ _ADD_ITEMS = """
     FROM items JOIN numbered USING (n), branch
 """
 # As Session's reads: the items as one JSON array.
-_BRANCH_ITEMS = f"""
-    SELECT coalesce(json_agg(m.message_data ORDER BY s.sequence_number), '[]')
+_BRANCH_ITEMS = items_array(
+    f"""SELECT m.message_data
     FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
     WHERE s.session_id = $1 AND s.branch_id = $2 AND {LIVE}
-"""
-_LATEST_BRANCH_ITEMS = f"""
-    SELECT coalesce(json_agg(message_data ORDER BY sequence_number), '[]') FROM (
+    ORDER BY s.sequence_number"""
+)
+_LATEST_BRANCH_ITEMS = items_array(
+    f"""SELECT message_data FROM (
         SELECT s.sequence_number, m.message_data
         FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
         WHERE s.session_id = $1 AND s.branch_id = $2 AND {LIVE}
         ORDER BY s.sequence_number DESC LIMIT $3
-    ) AS latest
-"""
+    ) AS latest ORDER BY sequence_number"""
+)
 # The newest row of the branch goes; its message too unless another branch holds it; and the
 # turn's usage if that was the turn's last row. One statement, so all or nothing.
 _POP_ITEM = f"""
@@ -267,7 +278,7 @@ class AdvancedSession(Session):
             return []
         else:
             items = await store.fetchval(_LATEST_BRANCH_ITEMS, self.session_id, branch, limit)
-        return list(items)
+        return parse_items(items)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item of the current branch (other branches keep it)."""
