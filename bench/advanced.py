@@ -28,7 +28,7 @@ from typing import Any
 
 from agents.extensions.memory import AdvancedSQLiteSession
 
-from common import interleaved_medians, postgres_uri, print_columns
+from common import SESSION_TABLES, interleaved_medians, postgres_uri, print_columns, vacuum
 
 from timestep import AdvancedSession, open_store
 
@@ -88,6 +88,7 @@ async def main(rounds: int, warmup: int) -> None:
         if uri:
             server = await stack.enter_async_context(await open_store(uri))
             session = AdvancedSession(f"bench-{uuid.uuid4()}", store=server)
+            stack.push_async_callback(vacuum, server, *SESSION_TABLES)  # callbacks run last first
             stack.push_async_callback(session.clear_session)
             operations["AdvancedSession, PostgreSQL"] = await prepared(session)
         medians = await interleaved_medians(operations, rounds, warmup)

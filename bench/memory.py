@@ -25,7 +25,7 @@ import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from common import postgres_uri, print_columns
+from common import postgres_uri, print_columns, vacuum
 
 from timestep import open_store
 from timestep.memory import Memory
@@ -88,6 +88,7 @@ async def main(queries: int) -> None:
                 await load(store, scope, size, words, rng)
                 results[name][size] = await recall_ms(Memory(store, scope=scope), words, rng, queries)
                 await store.execute("DELETE FROM memory_facts WHERE scope = $1", scope)
+            await vacuum(store, "memory_facts")
 
     print(f"timestep memory benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
           f"median ms of {queries} recalls (2-3 word queries, limit 10)")

@@ -25,7 +25,7 @@ from typing import Any
 from agents import Agent, Runner, function_tool
 from agents.run_state import RunState
 from agents.testing import ScriptedModel, function_call
-from common import interleaved_medians, postgres_uri, print_columns
+from common import interleaved_medians, postgres_uri, print_columns, vacuum
 
 from timestep import open_store
 from timestep.run_state import RunStateStore
@@ -93,6 +93,7 @@ async def main(rounds: int) -> None:
                 )
             for store in stores.values():
                 await store.execute("DELETE FROM run_states WHERE run_id LIKE 'bench-%'")
+                await vacuum(store, "run_states")
     finally:
         for store in stores.values():
             await store.aclose()

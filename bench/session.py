@@ -31,7 +31,7 @@ from typing import Any
 
 from agents.memory import SessionABC, SQLiteSession
 
-from common import interleaved_medians, postgres_uri, print_columns
+from common import SESSION_TABLES, interleaved_medians, postgres_uri, print_columns, vacuum
 
 from timestep import open_store
 from timestep.session import Session
@@ -95,6 +95,7 @@ async def main(turns: int, warmup: int) -> None:
         if uri:
             await server.execute_script("DROP TABLE IF EXISTS bench_sa_messages; DROP TABLE IF EXISTS bench_sa_sessions;")
             await server.execute("DELETE FROM agent_sessions WHERE session_id LIKE 'bench-%'")
+            await vacuum(server, *SESSION_TABLES)
 
     print(f"timestep session benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
           f"median ms per turn (get_items + add_items of 3), {warmup} warm-up + {turns} measured turns per length "
