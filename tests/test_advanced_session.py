@@ -153,6 +153,24 @@ async def test_matches_advanced_sqlite_session(store: Store, tmp_path: Path) -> 
     assert len(got) > 40
 
 
+@pytest.mark.parametrize("term", ["café", "CAFÉ", "😀", 'say "hi"', "back\\slash", "u00e9", "line\nbreak", "plain"])
+async def test_find_turns_by_content_matches_sqlite_beyond_ascii(store: Store, tmp_path: Path, term: str) -> None:
+    """Terms the stored JSON text holds escaped (non-ASCII, quotes, backslashes, control
+    characters) find the same turns as in AdvancedSQLiteSession."""
+    contents = ["un café", "UN CAFÉ 😀", 'they say "hi"', "a back\\slash", "line\nbreak", "plain text", "u00e9 literally"]
+    items = [message for content in contents for message in (user(content), assistant("ok"))]
+    reference = AdvancedSQLiteSession(session_id="search", db_path=tmp_path / "sdk.db", create_tables=True)
+    try:
+        await reference.add_items(items)
+        expected = await reference.find_turns_by_content(term)
+    finally:
+        reference.close()
+    session = AdvancedSession(f"search-{uuid.uuid4()}", store=store)
+    await session.add_items(items)
+    assert _comparable(await session.find_turns_by_content(term)) == _comparable(expected)
+    assert expected
+
+
 def test_branch_errors_are_value_errors() -> None:
     assert issubclass(InvalidBranch, ValueError)
 

@@ -70,3 +70,32 @@ def test_processes_opening_a_new_database_at_once(backend: str, tmp_path, reques
         out, err = child.communicate(timeout=300)
         assert child.returncode == 0, err
         assert out.strip() == str(LATEST)
+
+
+async def test_session_items_written_as_jsonb_read_back_after_migration_11(pg_schema_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database made before migration 11 (`message_data jsonb`) keeps its items through it."""
+    from timestep import AdvancedSession
+    from timestep.store import schema
+
+    before = [(version, sql) for version, sql in MIGRATIONS if version < 11]
+    monkeypatch.setattr(schema, "MIGRATIONS", before)
+    monkeypatch.setattr(schema, "LATEST", 10)
+    items = [{"role": "user", "content": "ünï 😀"}, {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}]
+    async with await open_store(pg_schema_uri) as store:
+        assert await store.fetchval("SELECT max(version) FROM timestep_schema") == 10
+        await store.execute("INSERT INTO agent_sessions (session_id) VALUES ('old')")
+        for item in items:
+            await store.execute("INSERT INTO agent_messages (session_id, message_data) VALUES ('old', $1)", item)
+            await store.execute(
+                "INSERT INTO message_structure (session_id, message_id, branch_id, message_type, sequence_number, user_turn_number, branch_turn_number)"
+                " SELECT 'old', max(id), 'main', 'x', count(*), 1, 1 FROM agent_messages",
+            )
+    monkeypatch.undo()
+    async with await open_store(pg_schema_uri) as store:
+        assert await store.fetchval("SELECT max(version) FROM timestep_schema") == LATEST
+        assert await store.fetchval("SELECT pg_typeof(message_data)::text FROM agent_messages LIMIT 1") == "json"
+        session = AdvancedSession("old", store=store)
+        assert await session.get_items() == items
+        assert await session.get_items(branch_id="main") == items
+        await session.add_items([{"role": "assistant", "content": "new"}])
+        assert (await session.get_items())[-1] == {"role": "assistant", "content": "new"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,22 @@ async def test_add_items_is_one_round_trip(store: Store) -> None:
             delattr(store, name)
     assert calls == ["query"]
     assert len(await session.get_items()) == 250
+
+
+async def test_items_are_stored_as_the_sessions_json_text(store: Store) -> None:
+    """`message_data` is `json`: each item's text as written, key order included, as the
+    SDK's SQLiteSession stores it; the docs' `->>` operator reads it."""
+    session = Session(store=store)
+    items = [{"type": "message", "role": "user", "content": "ünïcødé 😀"}, {"role": "assistant", "content": "a", "id": "z"}]
+    await session.add_items(items)
+    rows = await store.fetch(
+        "SELECT message_data::text AS raw, message_data->>'role' AS role FROM agent_messages WHERE session_id = $1 ORDER BY id",
+        session.session_id,
+    )
+    assert [row["raw"] for row in rows] == [json.dumps(item) for item in items]
+    assert [row["role"] for row in rows] == ["user", "assistant"]
+    got = await session.get_items()
+    assert got == items and [list(item) for item in got] == [list(item) for item in items]
 
 
 async def test_unknown_session_reads_as_empty(store: Store) -> None:

@@ -58,8 +58,8 @@ _LOCK_AND_REFRESH = f"WITH {_REFRESH_TTL.format(ttl='$2')}, session AS ({_UPSERT
 _ADD_ITEMS = """
     WITH items AS (
         SELECT i.n, i.item, m.meta
-        FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS i (item, n)
-        JOIN jsonb_array_elements($3::jsonb) WITH ORDINALITY AS m (meta, n) USING (n)
+        FROM json_array_elements($2::json) WITH ORDINALITY AS i (item, n)
+        JOIN json_array_elements($3::json) WITH ORDINALITY AS m (meta, n) USING (n)
     ),
     inserted AS (
         INSERT INTO agent_messages (session_id, message_data)
@@ -209,8 +209,10 @@ _TURN_USAGE = """
     FROM turn_usage WHERE session_id = $1 AND branch_id = $2 AND ($3::int IS NULL OR user_turn_number = $3)
     ORDER BY user_turn_number
 """
-# Characters jsonb's text form escapes: a search term holding one cannot be pre-filtered in SQL.
-_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+# Characters an item's stored text may hold escaped (json.dumps escapes quotes, backslashes,
+# control characters and everything beyond ASCII): a search term holding one cannot be
+# pre-filtered in SQL.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]')
 
 
 class AdvancedSession(Session):

@@ -1,7 +1,7 @@
 """`Session`: Agents SDK conversation history, stored in PostgreSQL or embedded PGlite.
 
 The tables are the SDK's `SQLiteSession` layout in PostgreSQL types (`agent_sessions`,
-`agent_messages` with `message_data jsonb`), so the same operational SQL works on every store.
+`agent_messages` with `message_data json`), so the same operational SQL works on every store.
 Every method is one statement or one atomic batch: one round trip.
 """
 
@@ -58,7 +58,7 @@ _ADD_ITEMS = f"""
     {_REFRESH_TTL.format(ttl="$3")}
     INSERT INTO agent_messages (session_id, message_data)
     SELECT session.session_id, items.item
-    FROM session, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS items (item, n)
+    FROM session, json_array_elements($2::json) WITH ORDINALITY AS items (item, n)
     ORDER BY items.n
 """
 # Appended to reads of one session ($1): nothing of it is visible once it has expired. A
@@ -224,8 +224,8 @@ def _items_json(items: list[TResponseInputItem]) -> str:
         ) from exc
     if "\\u0000" in payload:
         raise InvalidSessionItem(
-            "a session item contains a NUL character (\\u0000), which PostgreSQL jsonb cannot "
-            "store; strip it. Nothing was written."
+            "a session item contains a NUL character (\\u0000), which PostgreSQL's JSON functions "
+            "cannot handle; strip it. Nothing was written."
         )
     return payload
 
