@@ -13,6 +13,7 @@
 // socket still use it: then it serves them and exits when the last one leaves.
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -215,11 +216,62 @@ function collect(messages) {
 // the last setup statement run (see runWithSetup).
 const state = { setup: undefined };
 
+// After answering its last request, the sidecar reads stdin for up to POLL_MS before it
+// sleeps: on a VM, waking a sleeping process costs ~40 µs, more than a short query itself,
+// and a caller that awaits each reply sends its next request within that. (Python polls for
+// its reply the same way: timestep/store/sidecar.py.) After a poll that found nothing, the
+// next POLL_BACKOFF answers sleep at once: an idle or slow caller costs a fifth of a poll per
+// request. Only with a second core, for the caller to run on meanwhile.
+const POLL_MS = os.availableParallelism() >= 2 ? 0.15 : 0;
+const POLL_BACKOFF = 4;
+
+/** Reads `input`'s fd without blocking for up to POLL_MS; hands what comes to `onData`. */
+class InputPoller {
+  #fd;
+  #input;
+  #buffer = Buffer.allocUnsafe(64 * 1024);
+  #sleepNext = 0;
+
+  constructor(input) {
+    this.#input = input;
+    this.#fd = input.fd;
+  }
+
+  poll(onData) {
+    // Data the stream has already taken is delivered by the stream, in order.
+    if (!POLL_MS || this.#input.readableLength || this.#input.destroyed) return;
+    if (this.#sleepNext) {
+      this.#sleepNext -= 1;
+      return;
+    }
+    const deadline = performance.now() + POLL_MS;
+    while (performance.now() < deadline) {
+      let n;
+      try {
+        n = fs.readSync(this.#fd, this.#buffer); // the fd is non-blocking: EAGAIN when empty
+      } catch (err) {
+        if (err.code === 'EAGAIN') continue;
+        return; // the stream reports real errors itself
+      }
+      if (n > 0) onData(Buffer.from(this.#buffer.subarray(0, n)));
+      return; // n === 0 is the end of input: the stream sees it too
+    }
+    this.#sleepNext = POLL_BACKOFF;
+  }
+}
+
 /** Serve frames from `input`, replying on `output`, until `input` ends. */
 function serve(pg, wire, options, input, output, onEnd) {
   const reader = new FrameReader();
   const send = (message) => {
     if (!output.destroyed) output.write(encodeFrame(message));
+  };
+  // Only a pipe: its fd is non-blocking, so a poll never waits on it.
+  const poller = input === process.stdin && fs.fstatSync(input.fd).isFIFO() ? new InputPoller(input) : undefined;
+  let inFlight = 0;
+  const answered = () => {
+    inFlight -= 1;
+    if (inFlight === 0) poller?.poll(onData);
   };
   // One request at a time into PGlite (execProtocol is not re-entrant), in arrival order.
   // syncToFs: false skips a no-op: on a Node directory (and in memory) PostgreSQL's writes
@@ -280,7 +332,7 @@ function serve(pg, wire, options, input, output, onEnd) {
     }
   }
 
-  input.on('data', (chunk) => {
+  function onData(chunk) {
     let bodies;
     try {
       bodies = reader.feed(chunk);
@@ -297,9 +349,11 @@ function serve(pg, wire, options, input, output, onEnd) {
         send(errorReply(0, { code: 'protocol', message: `undecodable frame: ${err.message}` }));
         continue;
       }
-      handle(request);
+      inFlight += 1;
+      handle(request).finally(answered);
     }
-  });
+  }
+  input.on('data', onData);
   input.on('end', onEnd);
   input.on('error', onEnd);
 }
