@@ -37,9 +37,18 @@ START_TIMEOUT = 120.0  # a sidecar that neither answers nor exits by then is wed
 SHARE_TIMEOUT = 30.0  # how long to wait for another process's sidecar to come up or go away
 STOP_TIMEOUT = 10.0
 STDERR_LINES = 40
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (all of them where the OS cannot say, as on macOS)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # How long a request polls for its reply before its event loop sleeps (see Link._poll_briefly):
 # a short query's whole round trip. Only with a second core, for the sidecar to run on meanwhile.
-POLL_S = 150e-6 if len(os.sched_getaffinity(0)) >= 2 else 0.0
+POLL_S = 150e-6 if _usable_cores() >= 2 else 0.0
 # After a poll that missed (a longer query), this many requests sleep at once before one polls again.
 POLL_BACKOFF = 4
 
