@@ -334,6 +334,18 @@ def test_sidecar_outlives_its_owner_while_others_use_it(tmp_path: Path) -> None:
     assert exits_within(pid, 10)  # the last user left
 
 
+async def test_prepared_statements_stay_bounded(tmp_path: Path) -> None:
+    """The sidecar prepares statements it sees twice, and deallocates the least recently used
+    past its limit (256): a program that builds SQL text freely does not fill PGlite's memory."""
+    async with await open_store(pglite_path=tmp_path / "db") as store:
+        for number in range(300):
+            for _ in range(2):
+                assert await store.fetchval(f"SELECT {number} + $1::int", 1) == number + 1
+        prepared = await store.fetchval("SELECT count(*) FROM pg_prepared_statements")
+        assert 200 <= prepared <= 256
+        assert await store.fetchval("SELECT 0 + $1::int", 1) == 1  # evicted long ago: prepared anew
+
+
 async def test_missing_node_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     find_node.cache_clear()
     monkeypatch.setenv("TIMESTEP_NODE", str(tmp_path / "no-such-node"))

@@ -120,6 +120,49 @@ async def test_many_requests_in_flight(store: Store, table: str) -> None:
     assert results == [str(i) for i in range(300)]
 
 
+async def test_a_repeated_query_reads_its_table_as_it_now_is(store: Store, table: str) -> None:
+    """Statements run again and again are prepared (the sidecar prepares a statement on its
+    second run, psycopg on its sixth); a table whose columns change under them is read anew."""
+    await store.execute(f"CREATE TABLE {table} (id int)")
+    await store.execute(f"INSERT INTO {table} VALUES (1)")
+    for _ in range(6):
+        assert await store.fetch(f"SELECT * FROM {table}") == [{"id": 1}]
+        assert await store.execute_batch([(f"UPDATE {table} SET id = id WHERE id = $1", [1])]) == [1]
+    await store.execute(f"ALTER TABLE {table} ADD COLUMN name text DEFAULT 'x'")
+    assert await store.fetch(f"SELECT * FROM {table}") == [{"id": 1, "name": "x"}]
+    await store.execute(f"ALTER TABLE {table} DROP COLUMN id")
+    assert await store.fetch(f"SELECT * FROM {table}") == [{"name": "x"}]
+    with pytest.raises(UndefinedColumn):
+        await store.execute_batch([(f"UPDATE {table} SET id = id WHERE id = $1", [1])])
+
+
+async def test_a_statement_that_failed_runs_once_it_can(store: Store, table: str) -> None:
+    for _ in range(3):
+        with pytest.raises(UndefinedTable):
+            await store.fetch(f"SELECT * FROM {table}")
+    await store.execute(f"CREATE TABLE {table} (id int PRIMARY KEY)")
+    assert await store.fetch(f"SELECT * FROM {table}") == []
+    insert = f"INSERT INTO {table} VALUES ($1)"
+    await store.execute(insert, 1)
+    with pytest.raises(UniqueViolation):  # its second and third runs, the third failing
+        await store.execute_batch([(insert, [2]), (insert, [2])])
+    for number in range(2, 8):
+        assert await store.execute(insert, number) == 1
+    assert await store.fetchval(f"SELECT sum(id) FROM {table}") == sum(range(1, 8))
+    await store.execute(f"DROP TABLE {table}")
+    with pytest.raises(UndefinedTable):
+        await store.fetch(f"SELECT * FROM {table}")
+    await store.execute(f"CREATE TABLE {table} (id int, note text)")
+    assert await store.fetch(f"SELECT * FROM {table}") == []
+
+
+async def test_deallocate_all_leaves_repeated_statements_working(store: Store) -> None:
+    for number in range(6):
+        assert await store.fetchval("SELECT $1::int + 1", number) == number + 1
+    await store.execute("DEALLOCATE ALL")
+    assert await store.fetchval("SELECT $1::int + 1", 41) == 42
+
+
 async def test_migrations_created_the_session_tables(store: Store) -> None:
     assert await store.fetchval("SELECT max(version) FROM timestep_schema") >= 1
     await store.fetch(
