@@ -277,7 +277,8 @@ def test_python_round_trip_resumes_to_the_same_result(
 
 def random_arguments(rng: random.Random, depth: int = 0) -> str:
     """Function-call arguments as a model might write them: JSON in assorted spellings (number
-    forms, spacing, escapes, the SDK's own tag prefix in strings), and now and then not JSON."""
+    forms, spacing, escapes, NULs, the SDK's own tag prefix in strings), and now and then not JSON
+    (JavaScript's JSON.parse refuses NaN and Infinity, where Python's json accepts them)."""
 
     def value(level: int) -> str:
         kind = rng.choice(["int", "float", "exp", "string", "tagged", "bool", "null"] + (["object", "array"] if level < 3 else []))
@@ -288,7 +289,7 @@ def random_arguments(rng: random.Random, depth: int = 0) -> str:
         if kind == "exp":
             return rng.choice(["1e3", "1E+3", "25e-2", "-7.5e-10", "0e0"])
         if kind == "string":
-            return json.dumps(rng.choice(["", "x", "é ü", '"quoted" \\ back', "line\nbreak", "5", "☃ \u2028"]), ensure_ascii=rng.random() < 0.5)
+            return json.dumps(rng.choice(["", "x", "é ü", '"quoted" \\ back', "line\nbreak", "5", "☃ \u2028", "a\u0000b", "\\u0000 is no NUL"]), ensure_ascii=rng.random() < 0.5)
         if kind == "tagged":
             return json.dumps("\u0000openai-agents-json:number:5e0")
         if kind == "bool":
@@ -301,7 +302,7 @@ def random_arguments(rng: random.Random, depth: int = 0) -> str:
         return "{" + ", ".join(f'{json.dumps(key)}:{rng.choice(["", " "])}{value(level + 1)}' for key in keys) + "}"
 
     if rng.random() < 0.05:
-        return rng.choice(["", "{", "not json", '{"a": 01}', "-", '"open'])
+        return rng.choice(["", "{", "not json", '{"a": 01}', "-", '"open', "NaN", '{"a": Infinity}', "[-Infinity]"])
     return value(depth)
 
 

@@ -225,6 +225,25 @@ def _encode_json_numbers(text: str) -> str:
     return _JSON_STRING_OR_NUMBER.sub(encode, text)
 
 
+def _tag_number(text: str) -> str:
+    return f"{_JSON_TOKEN_PREFIX}number:{_canonical_number(text)}"
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # JSON.parse refuses NaN and Infinity
+
+
+def _parse_arguments_as_js(text: str) -> Any:
+    """JSON.parse(encodeJsonNumbers(text)): JSON with every number as a tagged string.
+
+    The parser's own number hooks do the tagging, at the speed of the C scanner. A string needs
+    rewriting only if it starts with the tag, and so holds a NUL: JSON writes that `\\u0000`.
+    Those rare texts go through the token-by-token port."""
+    if "\\u0000" in text:
+        return json.loads(_encode_json_numbers(text), parse_constant=_not_json)
+    return json.loads(text, parse_int=_tag_number, parse_float=_tag_number, parse_constant=_not_json)
+
+
 def _js_json(value: Any) -> str:
     """JSON.stringify's output for JSON data (sorted keys: the SDK's stableStringify)."""
     return json.dumps(value, ensure_ascii=False, separators=_JSON_COMPACT, sort_keys=True)
@@ -239,7 +258,7 @@ def _js_fingerprint(tool_name: str, call: Mapping[str, Any]) -> str:
         canonical_caller = {"type": "direct"}
     arguments = call.get("arguments", "")
     try:
-        payload: dict[str, Any] = {"format": "json", "value": json.loads(_encode_json_numbers(arguments))}
+        payload: dict[str, Any] = {"format": "json", "value": _parse_arguments_as_js(arguments)}
     except (ValueError, TypeError):
         payload = {"format": "raw", "value": arguments}
     return _js_json({"caller": canonical_caller, "type": call.get("type"), "toolName": tool_name, "payload": payload})
