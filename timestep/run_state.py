@@ -26,17 +26,10 @@ from .store.default import store_or_default
 SDK = "python"
 SDK_VERSION = f"openai-agents {agents.__version__}"
 
-# Savers of one run take turns (the advisory lock); the save statement then sees the other's
-# commit, so the run ends with exactly one active row and every save kept as history. The save
-# retires the active row and inserts the new one in one statement: counting `retired` makes the
-# retiring finish first, as the one-active-row index checks the insert at once.
-_LOCK_RUN = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
-_SAVE = """
-    WITH retired AS (UPDATE run_states SET active = false WHERE run_id = $1 AND active RETURNING id)
-    INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version, schema_version,
-                            state, state_js, conversion_error)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8::json, $9::json, $10 FROM (SELECT count(*) FROM retired) AS done
-"""
+# One statement (schema migration 12): savers of one run take turns on an advisory lock, and
+# the save retires the active row and inserts the new one, so the run ends with exactly one
+# active row and every save kept as history. (js/index.mjs saves with the same lock.)
+_SAVE = "SELECT timestep_save_run_state($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 # The JavaScript form is read only when there is no Python form to read (a JavaScript save).
 _ACTIVE = """
     SELECT id, sdk, state, CASE WHEN state IS NULL THEN state_js END AS state_js, decisions
@@ -114,25 +107,18 @@ class RunStateStore:
         pending = len(_interruptions(document))  # get_interruptions() copies every item
         agent_name = (document.get("current_agent") or {}).get("name") or self.agent.name
         store = await self.store()
-        await store.execute_batch(
-            [
-                (_LOCK_RUN, [self.session_id]),
-                (
-                    _SAVE,
-                    [
-                        self.session_id,
-                        agent_name,
-                        "interrupted" if pending else "saved",
-                        pending,
-                        SDK,
-                        SDK_VERSION,
-                        str(document.get("$schemaVersion", "")),
-                        _json_text(document),
-                        None if js_document is None else _json_text(js_document),
-                        conversion_error,
-                    ],
-                ),
-            ]
+        await store.execute(
+            _SAVE,
+            self.session_id,
+            agent_name,
+            "interrupted" if pending else "saved",
+            pending,
+            SDK,
+            SDK_VERSION,
+            str(document.get("$schemaVersion", "")),
+            _json_text(document),
+            None if js_document is None else _json_text(js_document),
+            conversion_error,
         )
 
     async def load(self) -> RunState[Any]:
