@@ -1,8 +1,8 @@
 """One type system for both backends: psycopg's adapters, shared by PostgreSQL and PGlite.
 
 PostgreSQL connections use `ADAPTERS` directly. For PGlite, the sidecar moves values as
-PostgreSQL text: `dump_params` turns Python values into text plus type OIDs with the same
-dumpers psycopg would use, and `RowDecoder` parses result text with psycopg's loaders. So a
+PostgreSQL text: `dump_params` turns Python values into text (UTF-8 bytes) plus type OIDs
+with the same dumpers psycopg would use, and `RowDecoder` parses result text with psycopg's loaders. So a
 value reads back as the same Python object whichever backend stored it.
 """
 
@@ -57,8 +57,9 @@ def check_params(params: Sequence[Any]) -> None:
             )
 
 
-def dump_params(params: Sequence[Any]) -> tuple[list[str | None], list[int]]:
-    """Python values -> (PostgreSQL text of each value, type OID of each; 0 lets the server infer)."""
+def dump_params(params: Sequence[Any]) -> tuple[list[bytes | None], list[int]]:
+    """Python values -> (PostgreSQL text of each value, UTF-8 encoded, as psycopg's dumpers make
+    it and the sidecar puts it in the Bind message; type OID of each; 0 lets the server infer)."""
     if not params:
         return [], []
     check_params(params)
@@ -67,7 +68,7 @@ def dump_params(params: Sequence[Any]) -> tuple[list[str | None], list[int]]:
         dumped = transformer.dump_sequence(params, [PyFormat.TEXT] * len(params))
     except (psycopg.ProgrammingError, psycopg.DataError, TypeError) as exc:
         raise InvalidParameter(f"cannot send a query parameter: {exc}") from exc
-    texts = [None if value is None else bytes(value).decode() for value in dumped]
+    texts = [None if value is None else bytes(value) for value in dumped]
     return texts, list(transformer.types)
 
 

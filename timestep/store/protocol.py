@@ -2,7 +2,9 @@
 
 Every message is a `msgspec.Struct` tagged by its `type` field. Requests carry an `id`
 chosen by the client; the reply to a request carries the same `id`. Values travel as
-PostgreSQL text (see `adapt.py`), so the sidecar never interprets them.
+PostgreSQL text (see `adapt.py`), so the sidecar never interprets them: parameters as its UTF-8
+bytes (MessagePack bin, which the sidecar copies into the Bind message as they are; it takes a
+MessagePack str too, as js/sidecar-client.mjs sends), result values as str.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ MAX_FRAME = 1 << 30  # 1 GiB; PostgreSQL's own limit for one value is the same.
 
 class Statement(msgspec.Struct, array_like=True):
     sql: str
-    params: list[str | None]
+    params: list[bytes | None]
     types: list[int]
 
 
@@ -32,7 +34,7 @@ class Statement(msgspec.Struct, array_like=True):
 class Query(msgspec.Struct, tag="query", tag_field="type", omit_defaults=True):
     id: int
     sql: str
-    params: list[str | None]
+    params: list[bytes | None]
     types: list[int]
     setup: str | None = None
 
