@@ -233,6 +233,10 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")  # JSON.parse refuses NaN and Infinity
 
 
+# One of each, reused: json.loads and json.dumps with options build a new one per call.
+_ARGUMENTS_AS_JS = json.JSONDecoder(parse_int=_tag_number, parse_float=_tag_number, parse_constant=_not_json)
+
+
 def _parse_arguments_as_js(text: str) -> Any:
     """JSON.parse(encodeJsonNumbers(text)): JSON with every number as a tagged string.
 
@@ -241,12 +245,15 @@ def _parse_arguments_as_js(text: str) -> Any:
     Those rare texts go through the token-by-token port."""
     if "\\u0000" in text:
         return json.loads(_encode_json_numbers(text), parse_constant=_not_json)
-    return json.loads(text, parse_int=_tag_number, parse_float=_tag_number, parse_constant=_not_json)
+    return _ARGUMENTS_AS_JS.decode(text)
+
+
+_STABLE_JSON = json.JSONEncoder(ensure_ascii=False, separators=_JSON_COMPACT, sort_keys=True)
 
 
 def _js_json(value: Any) -> str:
     """JSON.stringify's output for JSON data (sorted keys: the SDK's stableStringify)."""
-    return json.dumps(value, ensure_ascii=False, separators=_JSON_COMPACT, sort_keys=True)
+    return _STABLE_JSON.encode(value)
 
 
 def _js_fingerprint(tool_name: str, call: Mapping[str, Any]) -> str:
