@@ -47,8 +47,10 @@ def _usable_cores() -> int:
 
 
 # How long a request polls for its reply before its event loop sleeps (see Link._poll_briefly):
-# a short query's whole round trip. Only with a second core, for the sidecar to run on meanwhile.
-POLL_S = 150e-6 if _usable_cores() >= 2 else 0.0
+# a short query's whole round trip, with room for a slower machine (the sidecar's own handling
+# of a `SELECT 1` took 0.02 ms on one machine here and 0.16 ms on another, where a 150 us poll
+# missed every time). Only with a second core, for the sidecar to run on meanwhile.
+POLL_S = 300e-6 if _usable_cores() >= 2 else 0.0
 # After a poll that missed (a longer query), this many requests sleep at once before one polls again.
 POLL_BACKOFF = 4
 
