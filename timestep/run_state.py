@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import agents
-import msgspec
 from agents import Agent
 from agents.run_state import RunState
+from psycopg.types.json import Json
 
 from .crosslang import js_to_python, python_to_js
 from .errors import InvalidRunState, RunStateNotFound
@@ -116,8 +116,8 @@ class RunStateStore:
             SDK,
             SDK_VERSION,
             str(document.get("$schemaVersion", "")),
-            _json_text(document),
-            None if js_document is None else _json_text(js_document),
+            Json(document),  # written by the store's JSON dumper (msgspec), straight to bytes
+            None if js_document is None else Json(js_document),
             conversion_error,
         )
 
@@ -233,11 +233,6 @@ class RunStateStore:
         """Runs with an active saved state, most recently saved first."""
         store = await store_or_default(store)
         return [SavedRun(**row) for row in await store.fetch(_LIST, limit)]
-
-
-def _json_text(document: dict[str, Any]) -> str:
-    """A state document as JSON text, for a `json` column (stored as written, not re-parsed)."""
-    return msgspec.json.encode(document).decode()
 
 
 def _interruptions(document: dict[str, Any]) -> list[dict[str, Any]]:
