@@ -1,9 +1,9 @@
 """One type system for both backends: psycopg's adapters, shared by PostgreSQL and PGlite.
 
 PostgreSQL connections use `ADAPTERS` directly. For PGlite, the sidecar moves values as
-PostgreSQL text: `dump_params` turns Python values into text (UTF-8 bytes) plus type OIDs
-with the same dumpers psycopg would use, and `RowDecoder` parses result text with psycopg's loaders. So a
-value reads back as the same Python object whichever backend stored it.
+PostgreSQL text: `dump_params` turns Python values into text (UTF-8 bytes) plus type OIDs with
+the same dumpers psycopg would use, and `RowDecoder` parses result text with psycopg's loaders.
+So a value reads back as the same Python object whichever backend stored it.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Every message is a `msgspec.Struct` tagged by its `type` field. Requests carry an `id`
 chosen by the client; the reply to a request carries the same `id`. Values travel as
-PostgreSQL text (see `adapt.py`), so the sidecar never interprets them: parameters as its UTF-8
-bytes (MessagePack bin, which the sidecar copies into the Bind message as they are; it takes a
-MessagePack str too, as js/sidecar-client.mjs sends), result values as str.
+PostgreSQL text (see `adapt.py`), so the sidecar never interprets them. Parameters are the
+text's UTF-8 bytes (MessagePack bin, copied into the Bind message as they are; the sidecar takes
+a MessagePack str too, as js/sidecar-client.mjs sends); result values are str.
 """
 
 from __future__ import annotations
