@@ -161,14 +161,21 @@ async def test_killed_sidecar_fails_in_flight_requests_and_restarts(tmp_path: Pa
             if len(acknowledged) == 50:
                 first_acks.set()
 
-        tasks = [asyncio.ensure_future(insert(i)) for i in range(3000)]
+        # Requests are served in arrival order, so a long statement sent after the first
+        # hundred inserts holds the two hundred behind it in flight until the kill ends it.
+        # (Few enough that all their frames fit in the pipe while the sidecar is busy.)
+        tasks = [asyncio.ensure_future(insert(i)) for i in range(100)]
+        blocker = asyncio.ensure_future(store.execute("SELECT pg_sleep(60)"))
+        tasks += [asyncio.ensure_future(insert(i)) for i in range(100, 300)]
         await first_acks.wait()
         old_pid = sidecar_pid(store)
         os.kill(old_pid, signal.SIGKILL)
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
-        assert failures, "the kill came after every insert had finished"
+        assert len(failures) >= 200, f"only {len(failures)} inserts were in flight at the kill"
         assert all(isinstance(f, SidecarCrashed) for f in failures), failures[:3]
+        with pytest.raises(SidecarCrashed):
+            await blocker
         assert "killed by signal 9" in str(failures[0])
         assert "next request starts a new sidecar" in str(failures[0])
 
