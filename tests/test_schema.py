@@ -51,6 +51,21 @@ async def test_new_directories_are_copied_with_their_tables(tmp_path, monkeypatc
     assert not [path.name for path in Template().base.iterdir() if path.name.endswith(".tmp")]
 
 
+async def test_memory_databases_are_loaded_with_their_tables(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """memory:// loads the migrated template's tar (made the first time one is opened):
+    its migration rows predate the store, and none are applied when it opens."""
+    monkeypatch.setenv("TIMESTEP_CACHE_DIR", str(tmp_path / "cache"))  # a machine with no templates yet
+    applied = []
+    for _ in range(2):
+        async with await open_store("memory://") as store:
+            applied.append(await store.fetch("SELECT version, applied_at FROM timestep_schema ORDER BY version"))
+            assert await store.fetchval("SELECT count(*) FROM run_states") == 0  # a table of the latest
+    assert [row["version"] for row in applied[0]] == list(range(1, LATEST + 1))
+    assert applied[1] == applied[0]
+    assert Template().memory_source() == Template().migrated_tarball(SCHEMA_KEY)
+    assert not [path.name for path in Template().base.iterdir() if path.name.endswith(".tmp")]
+
+
 async def test_new_postgres_schema_is_migrated_once(pg_schema_uri: str) -> None:
     for _ in range(2):
         async with await open_store(pg_schema_uri) as store:

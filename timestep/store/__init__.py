@@ -11,7 +11,7 @@ from .namespace import check_name, create_namespace
 from .pglite import PGliteStore
 from .postgres import PostgresStore
 from .schema import migrate
-from .template import ensure_migrated_template
+from .template import ensure_memory_template, ensure_migrated_template
 
 __all__ = ["QueryResult", "Statement", "Store", "default_store", "open_store"]
 
@@ -49,6 +49,7 @@ async def open_store(
             await ensure_migrated_template()
         store = PGliteStore.for_directory(path, namespace)
     elif uri == MEMORY_URI:
+        await ensure_memory_template()  # loaded with its tables
         store = PGliteStore.in_memory(namespace)
     elif uri.startswith(("postgresql://", "postgres://")):
         store = PostgresStore(uri, namespace)

@@ -138,11 +138,21 @@ class Template:
         """Where the copy with timestep's tables (of migrations `schema_key`) is kept."""
         return self.base / f"pgdata-schema-{schema_key}"
 
+    def migrated_tarball(self, schema_key: str) -> Path:
+        """The same copy as a tar, which an in-memory database is loaded from."""
+        return self.base / f"pgdata-schema-{schema_key}.tar"
+
     def source(self) -> Path:
         """The data directory a new one is copied from: one with the current tables if it was
         made, else the fresh initdb."""
         migrated = self.migrated(SCHEMA_KEY)
         return migrated if (migrated / "PG_VERSION").is_file() else self.pgdata
+
+    def memory_source(self) -> Path:
+        """The tarball a new in-memory database is loaded from, likewise: the one with the
+        current tables if it was made, else the fresh initdb's."""
+        migrated = self.migrated_tarball(SCHEMA_KEY)
+        return migrated if migrated.is_file() else self.tarball
 
     def ensure(self) -> Template:
         """Make the template if it is not cached yet (the one time initdb runs)."""

@@ -422,7 +422,7 @@ class Sidecar:
         )
 
     def _spawn_memory(self) -> Link:
-        return self._spawn(["--memory", "--template", str(Template().ensure().tarball)], lock_fd=None)
+        return self._spawn(["--memory", "--template", str(Template().ensure().memory_source())], lock_fd=None)
 
     def _spawn(self, args: list[str], *, lock_fd: int | None) -> Link:
         script = sidecar_dir() / "server.mjs"
