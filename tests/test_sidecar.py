@@ -144,7 +144,7 @@ def test_interpreter_exit_stops_the_sidecar(tmp_path: Path) -> None:
         str(tmp_path),
     )
     assert done.returncode == 0, done.stderr
-    assert exits_within(int(done.stdout), 1.0)
+    assert exits_within(int(done.stdout), 10)
 
 
 async def test_killed_sidecar_fails_in_flight_requests_and_restarts(tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ async def test_killed_sidecar_fails_in_flight_requests_and_restarts(tmp_path: Pa
         stored = {row["id"] for row in await store.fetch("SELECT id FROM acked")}
         assert sidecar_pid(store) != old_pid
         assert set(acknowledged) <= stored
-        assert exits_within(old_pid, 1.0)
+        assert exits_within(old_pid, 10)
     finally:
         await store.aclose()
 
