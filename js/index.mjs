@@ -14,19 +14,16 @@ import pg from 'pg';
 import { SidecarClient, defaultPgliteDir } from './sidecar-client.mjs';
 
 const SDK = 'javascript';
-const SCHEMA_VERSION = 7; // the migration of timestep/store/schema.py whose columns we use (state_js as json)
+const SCHEMA_VERSION = 12; // the migration of timestep/store/schema.py we need (its save function)
 const CARRY = '$timestep'; // top-level key the Python converter keeps its own fields under
 
 // PostgreSQL type OIDs of the parameters and results we handle.
 const OID = { bool: 16, int8: 20, int4: 23, text: 25, json: 114, jsonb: 3802 };
 
-const LOCK_RUN = 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))';
-// Retire the active row and insert the new one in one statement, as timestep/run_state.py's
-// _SAVE does: counting `retired` makes the retiring finish before the insert is checked.
-const SAVE = `
-  WITH retired AS (UPDATE run_states SET active = false WHERE run_id = $1 AND active RETURNING id)
-  INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version, schema_version, state, state_js)
-  SELECT $1, $2, $3, $4::integer, $5, $6, $7, NULL, $8::json FROM (SELECT count(*) FROM retired) AS done`;
+// The save timestep/run_state.py makes (schema migration 12): the run's lock, its active row
+// retired, the new one inserted, in one statement. Only the JavaScript form: no Python state
+// and no conversion error.
+const SAVE = 'SELECT timestep_save_run_state($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL)';
 const ACTIVE = 'SELECT id, sdk, state_js, conversion_error, decisions FROM run_states WHERE run_id = $1 AND active';
 const MARK_RESUMED = 'UPDATE run_states SET resumed_at = now() WHERE id = $1';
 const DELETE = 'DELETE FROM run_states WHERE run_id = $1';
@@ -90,12 +87,11 @@ export async function consumeResult(result) {
   return result;
 }
 
-// --- Backends: the same three calls over PostgreSQL and over the sidecar ---------------------
-// query(sql, params, types) -> { rows: [{column: value}], affected }
-// transaction([[sql, params, types], ...]) -> all or nothing
+// --- Backends: the same calls over PostgreSQL and over the sidecar ---------------------------
+// query(sql, params, types) -> { rows: [{column: value}], affected }; close()
 // Params are PostgreSQL text (strings or null) for both; `types` only matter to the sidecar.
 
-/** PostgreSQL through a pg.Pool: one pooled client per transaction. */
+/** PostgreSQL through a pg.Pool. */
 class PostgresBackend {
   constructor(connectionString) {
     this.pool = new pg.Pool({ connectionString, max: 4 });
@@ -106,20 +102,6 @@ class PostgresBackend {
   async query(sql, params) {
     const result = await this.pool.query(sql, params);
     return { rows: result.rows, affected: result.rowCount ?? 0 };
-  }
-
-  async transaction(statements) {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      for (const [sql, params] of statements) await client.query(sql, params);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
   }
 
   async close() {
@@ -158,10 +140,6 @@ class SidecarBackend {
     const reply = await this.client.query(sql, params, types);
     const rows = reply.rows.map((row) => Object.fromEntries(reply.names.map((name, i) => [name, parseValue(row[i], reply.types[i])])));
     return { rows, affected: reply.affected };
-  }
-
-  async transaction(statements) {
-    await this.client.batch(statements);
   }
 
   async close() {
@@ -240,23 +218,20 @@ export class RunStateStore {
     const pending = state.getInterruptions().length;
     const agentName = document.currentAgent?.name ?? this.agent.name;
     const db = await this.#db();
-    await db.transaction([
-      [LOCK_RUN, [this.sessionId], [OID.text]],
+    await db.query(
+      SAVE,
       [
-        SAVE,
-        [
-          this.sessionId,
-          agentName,
-          pending ? 'interrupted' : 'saved',
-          String(pending),
-          SDK,
-          agentsVersion(),
-          String(document.$schemaVersion ?? ''),
-          JSON.stringify(document),
-        ],
-        [OID.text, OID.text, OID.text, OID.int4, OID.text, OID.text, OID.text, OID.json],
+        this.sessionId,
+        agentName,
+        pending ? 'interrupted' : 'saved',
+        String(pending),
+        SDK,
+        agentsVersion(),
+        String(document.$schemaVersion ?? ''),
+        JSON.stringify(document),
       ],
-    ]);
+      [OID.text, OID.text, OID.text, OID.int4, OID.text, OID.text, OID.text, OID.json],
+    );
   }
 
   /** The active saved state, with recorded approvals and rejections applied, ready to resume. */

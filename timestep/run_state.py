@@ -28,7 +28,7 @@ SDK_VERSION = f"openai-agents {agents.__version__}"
 
 # One statement (schema migration 12): savers of one run take turns on an advisory lock, and
 # the save retires the active row and inserts the new one, so the run ends with exactly one
-# active row and every save kept as history. (js/index.mjs saves with the same lock.)
+# active row and every save kept as history. (js/index.mjs saves through the same function.)
 _SAVE = "SELECT timestep_save_run_state($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 # The JavaScript form is read only when there is no Python form to read (a JavaScript save).
 _ACTIVE = """
