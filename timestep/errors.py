@@ -31,6 +31,23 @@ class ConnectionFailed(StoreError):
     """PostgreSQL could not be reached."""
 
 
+class StatementRefused(StoreError):
+    """A statement that would outlast its request (BEGIN, SET outside a batch, LISTEN, DECLARE,
+    PREPARE, ...) was refused before it ran: each Store call runs in its own transaction and
+    leaves the connection as it found it. `statement_index` says which statement of a batch."""
+
+    def __init__(self, message: str, *, statement_index: int | None = None) -> None:
+        self.statement_index = statement_index
+        if statement_index is not None:
+            message += f" (statement {statement_index} of the batch; nothing of the batch ran)"
+        super().__init__(message)
+
+
+class TransactionLeftOpen(StoreError):
+    """A call ended inside a transaction (a script's BEGIN without COMMIT): it was rolled back.
+    Statements that belong together go in one `execute_batch`."""
+
+
 class DatabaseError(StoreError):
     """The database refused a statement. Carries the SQLSTATE code and the server's message."""
 
@@ -182,6 +199,21 @@ class SidecarStartFailed(SidecarError):
 
 class DataDirIncompatible(SidecarStartFailed):
     """The PGlite data directory was made by an incompatible PostgreSQL version."""
+
+
+class DataDirUnusable(SidecarStartFailed):
+    """The PGlite directory cannot hold a database: a file, read-only, full, owned by another
+    user or writable by others, or a PostgreSQL data directory itself. Nothing was written."""
+
+
+class SocketUnsafe(SidecarError):
+    """The sidecar's socket, or the directory it lives in, is not this user's alone: another
+    user could read the conversation or impersonate the database. Nothing was sent."""
+
+
+class StoreUnusableAfterFork(SidecarError):
+    """An in-memory PGlite database lives in the process that opened it: a forked child cannot
+    use it. Open the store in the child, or use a directory (which children share)."""
 
 
 class DataDirLocked(SidecarError):

@@ -31,13 +31,22 @@ class Store(abc.ABC):
     Every method runs one statement in its own transaction, except `execute_batch`, which runs
     several in one transaction, and `execute_script`, which runs many statements without
     parameters. Values come back as psycopg returns them, on both backends.
+
+    A call leaves the connection as it found it (on PGlite every client of a directory shares
+    one PostgreSQL session): statements that would outlast it raise `StatementRefused` before
+    anything runs, and a script that ends inside a transaction is rolled back and raises
+    `TransactionLeftOpen` (see statements.py).
     """
 
     backend: str  # "pglite" or "postgres"
 
-    def __init__(self, namespace: str | None = None) -> None:
+    def __init__(self, namespace: str | None = None, durability: str = "durable") -> None:
         self._closed = False
         self.namespace = namespace  # None: the default schema (see namespace.py)
+        # "durable": a write is acknowledged once it would survive an OS crash or power loss;
+        # "relaxed": once it is in the database, which a process crash does not lose;
+        # "none": an in-memory database, gone with its process.
+        self.durability = durability
 
     @property
     def closed(self) -> bool:

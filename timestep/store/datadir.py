@@ -2,8 +2,13 @@
 
 A PGlite directory `root` holds:
     root/pgdata    the PostgreSQL data directory PGlite opens
-    root/lock      flock()ed by the sidecar for as long as it runs: one PGlite per directory
-    root/sidecar.sock  the running sidecar's unix socket, for other processes (mode 0600)
+    root/lock      flock()ed by the sidecar for as long as it runs: one PGlite per directory;
+                   it says who holds it, and where the sidecar's socket is
+    root/sidecar.sock  the running sidecar's unix socket, for other processes (mode 0600;
+                   elsewhere when the path is too long: see private.py)
+
+`root` must be this user's alone (not writable by group or others): a place that cannot hold
+a database is refused with `DataDirUnusable`, saying why, before anything is written.
 
 New data directories are copied from a template made once per PGlite version (an initdb
 costs seconds and ~1 GB of memory; a copy costs a fraction of a second). Once timestep's
@@ -14,10 +19,11 @@ copied from that one, and open with their tables already made.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -25,12 +31,25 @@ from pathlib import Path
 
 import platformdirs
 
-from ..errors import DataDirIncompatible, SidecarStartFailed
+from ..errors import DataDirIncompatible, DataDirUnusable, SidecarStartFailed
 from . import protocol
 from .node import find_node, pglite_version, sidecar_dir
+from .private import describe_owner, socket_path_for
 from .schema import SCHEMA_KEY
 
-SOCKET_PATH_LIMIT = 100  # sun_path is 104-108 bytes depending on the platform
+_SOCKET_LINE = "socket "
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as the few words a user can act on."""
+    return {
+        errno.ENOSPC: "no space is left on the device",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOTDIR: "a part of the path is a file",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
 
 
 def default_pglite_dir() -> Path:
@@ -57,21 +76,49 @@ class DataDir:
         self.pgdata = self.root / "pgdata"
         self.lock = self.root / "lock"
 
-    @property
-    def socket(self) -> str:
-        path = str(self.root / "sidecar.sock")
-        if len(path.encode()) < SOCKET_PATH_LIMIT:
-            return path
-        # Too long for a unix socket: a short, per-user, per-directory path instead.
-        short = Path(tempfile.gettempdir()) / f"timestep-{os.getuid()}"
-        short.mkdir(mode=0o700, exist_ok=True)
-        digest = hashlib.sha256(path.encode()).hexdigest()[:24]
-        return str(short / f"{digest}.sock")
+    def check(self) -> None:
+        """Make `root` if it is new; DataDirUnusable, naming the reason and the fix, if it cannot
+        be ours: a file, unwritable, full, another user's or writable by others, or a
+        PostgreSQL data directory itself. Nothing is written to a refused place."""
+        try:
+            info = os.lstat(self.root)
+        except FileNotFoundError:
+            try:
+                self.root.mkdir(mode=0o700, parents=True)
+            except OSError as exc:
+                raise self._unusable(f"it cannot be created: {os_reason(exc)}") from exc
+            return
+        except OSError as exc:
+            raise self._unusable(os_reason(exc)) from exc
+        if not stat.S_ISDIR(info.st_mode):
+            raise self._unusable("it is a file, not a directory", "give a directory (a new path is made for you)")
+        if info.st_uid != os.getuid():
+            raise self._unusable(f"it is owned by {describe_owner(info)}, not by you (uid {os.getuid()})")
+        if info.st_mode & 0o022:
+            raise self._unusable(
+                f"it is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}), who could "
+                "read or replace the database and its socket",
+                f"run `chmod go-w {self.root}`",
+            )
+        if (self.root / "PG_VERSION").exists() or (self.root / "global" / "pg_control").exists():
+            raise self._unusable(
+                "it is a PostgreSQL data directory itself; timestep keeps its database in pgdata/ "
+                "inside the directory you give",
+                "give a new or empty directory (or, for that server, PG_CONNECTION_URI)",
+            )
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise self._unusable("it is not writable (read-only, or permission denied)")
+
+    def _unusable(self, reason: str, fix: str = "choose another directory") -> DataDirUnusable:
+        return DataDirUnusable(f"cannot keep an embedded database in {self.root}: {reason}; {fix}")
 
     def try_lock(self) -> int | None:
         """An fd holding an exclusive flock on the directory, or None if another process holds it."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        self.check()
+        try:
+            fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise self._unusable(f"its lock file cannot be opened: {os_reason(exc)}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -82,19 +129,38 @@ class DataDir:
             raise
         return fd
 
-    def write_holder(self, fd: int, text: str) -> None:
+    def choose_socket(self) -> str:
+        """Where a sidecar started now will listen (see private.py)."""
+        return socket_path_for(self.root)
+
+    def write_holder(self, fd: int, text: str, socket: str) -> None:
+        """Say in the lock file who holds it, and where its sidecar listens (joiners read it)."""
         os.ftruncate(fd, 0)
-        os.pwrite(fd, text.encode(), 0)
+        os.pwrite(fd, f"{text}\n{_SOCKET_LINE}{socket}\n".encode(), 0)
+
+    def _lock_lines(self) -> list[str]:
+        try:
+            return self.lock.read_text().splitlines()
+        except OSError:
+            return []
 
     def holder(self) -> str:
         """Who holds the lock, as the holder wrote it (best effort)."""
-        try:
-            return self.lock.read_text().strip() or "an unknown process"
-        except OSError:
-            return "an unknown process"
+        lines = [line for line in self._lock_lines() if not line.startswith(_SOCKET_LINE)]
+        return " ".join(lines).strip() or "an unknown process"
+
+    def published_socket(self) -> str | None:
+        """The socket the lock's holder said its sidecar listens on (None: not said yet)."""
+        for line in self._lock_lines():
+            if line.startswith(_SOCKET_LINE):
+                return line[len(_SOCKET_LINE) :]
+        return None
 
     def prepare(self, template: Template) -> None:
-        """Create pgdata from the template if it is new; refuse one from another PostgreSQL major."""
+        """Create pgdata from the template if it is new; refuse one from another PostgreSQL major.
+        Called holding the lock: a staging copy left by a process killed mid-copy is removed."""
+        for stale in self.root.glob("pgdata.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
         version_file = self.pgdata / "PG_VERSION"
         if version_file.is_file():
             found = version_file.read_text().strip()
@@ -105,20 +171,40 @@ class DataDir:
                     "PGlite that made it, or choose another directory"
                 )
             return
-        if self.pgdata.exists() and any(self.pgdata.iterdir()):
-            raise SidecarStartFailed(
-                f"{self.pgdata} exists but is not a PostgreSQL data directory (no PG_VERSION); "
-                "move it away or choose another directory"
+        if self.pgdata.exists() and (not self.pgdata.is_dir() or any(self.pgdata.iterdir())):
+            raise self._unusable(
+                f"{self.pgdata} exists but is not a PostgreSQL data directory (no PG_VERSION)",
+                "move it away or choose another directory",
             )
         staging = self.root / f"pgdata.{os.getpid()}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            shutil.copytree(template.source(), staging, copy_function=shutil.copy)  # modes matter to PostgreSQL; times do not
+            shutil.copytree(template.source(), staging, copy_function=_copy_or_stop)
             if self.pgdata.exists():
                 self.pgdata.rmdir()
             os.replace(staging, self.pgdata)
+        except _CopyStopped as stopped:
+            raise self._unusable(f"the new database cannot be written: {os_reason(stopped.cause)}") from stopped.cause
+        except shutil.Error as exc:  # copytree's list of what it could not copy (metadata)
+            raise self._unusable(f"the new database cannot be written: {exc.args[0][0][2]}") from exc
+        except OSError as exc:
+            raise self._unusable(f"the new database cannot be written: {os_reason(exc)}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+class _CopyStopped(Exception):
+    """A file could not be copied: stop the whole copy (copytree would go on, then list them)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _copy_or_stop(source: str, target: str) -> None:
+    try:
+        shutil.copy(source, target)  # modes matter to PostgreSQL; times do not
+    except OSError as exc:
+        raise _CopyStopped(exc) from exc
 
 
 class Template:
@@ -158,17 +244,23 @@ class Template:
         """Make the template if it is not cached yet (the one time initdb runs)."""
         if (self.pgdata / "PG_VERSION").is_file() and self.tarball.is_file():
             return self
-        self.base.mkdir(parents=True, exist_ok=True)
-        if not self.tarball.is_file():
-            self._make_tarball()
-        if not (self.pgdata / "PG_VERSION").is_file():
-            self._extract()
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            if not self.tarball.is_file():
+                self._make_tarball()
+            if not (self.pgdata / "PG_VERSION").is_file():
+                self._extract()
+        except OSError as exc:
+            raise SidecarStartFailed(
+                f"cannot keep the embedded database's template in {self.base}: {os_reason(exc)}; "
+                "set TIMESTEP_CACHE_DIR to a writable directory"
+            ) from exc
         return self
 
     def _make_tarball(self) -> None:
         script = sidecar_dir() / "server.mjs"
         done = subprocess.run(
-            [find_node(), str(script), "--make-template", str(self.tarball)],
+            [find_node(), str(script), "--make-template", str(self.tarball), "--owner-pid", str(os.getpid())],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             check=False,

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import SidecarError, database_error
+from ..errors import SidecarError, StatementRefused, TransactionLeftOpen, database_error
 from . import protocol
 from .adapt import RowDecoder, dump_params
 from .base import QueryResult, Statement, Store
@@ -17,6 +17,15 @@ from .sidecar import Sidecar
 
 _shared: dict[str, tuple[Sidecar, int]] = {}  # data dir -> (sidecar, stores using it)
 _shared_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _acquire(data_dir: DataDir) -> Sidecar:
@@ -48,20 +57,27 @@ class PGliteStore(Store):
 
     backend = "pglite"
 
-    def __init__(self, sidecar: Sidecar, *, shared: bool, namespace: str | None = None) -> None:
-        super().__init__(namespace)
+    def __init__(
+        self, sidecar: Sidecar, *, shared: bool, namespace: str | None = None, durability: str = "durable"
+    ) -> None:
+        super().__init__(namespace, durability)
         self._sidecar = sidecar
         self._shared = shared
+        self._relaxed = durability != "durable"  # answered without waiting for the WAL's sync
         # Stores of every namespace share the directory's sidecar: each request says its path.
-        self._setup = f"SET search_path TO {schema_of(namespace) if namespace is not None else 'DEFAULT'}"
+        # pg_temp last: a temp table never hides one of ours (see sidecar/isolation.mjs).
+        self._setup = f"SET search_path TO {schema_of(namespace)}, pg_temp" if namespace is not None else "SET search_path TO DEFAULT"
 
     @classmethod
-    def for_directory(cls, path: str | os.PathLike[str], namespace: str | None = None) -> PGliteStore:
-        return cls(_acquire(DataDir(path)), shared=True, namespace=namespace)
+    def for_directory(
+        cls, path: str | os.PathLike[str], namespace: str | None = None, durability: str = "durable"
+    ) -> PGliteStore:
+        return cls(_acquire(DataDir(path)), shared=True, namespace=namespace, durability=durability)
 
     @classmethod
     def in_memory(cls, namespace: str | None = None) -> PGliteStore:
-        return cls(Sidecar(None), shared=False, namespace=namespace)
+        """Nothing of it outlasts the process: there is nothing to sync, whatever is asked."""
+        return cls(Sidecar(None), shared=False, namespace=namespace, durability="none")
 
     @property
     def location(self) -> str:
@@ -75,6 +91,10 @@ class PGliteStore(Store):
         self._check_open()
         reply = await self._sidecar.request(build)
         if isinstance(reply, protocol.Error):
+            if reply.code == "session_state":
+                raise StatementRefused(reply.message, statement_index=reply.index)
+            if reply.code == "open_transaction":
+                raise TransactionLeftOpen(reply.message)
             if len(reply.code) == 5:  # a SQLSTATE
                 raise database_error(
                     reply.code,
@@ -89,7 +109,9 @@ class PGliteStore(Store):
     async def query(self, sql: str, *params: Any) -> QueryResult:
         texts, types = dump_params(params)
         reply = await self._request(
-            lambda request_id: protocol.Query(id=request_id, sql=sql, params=texts, types=types, setup=self._setup)
+            lambda request_id: protocol.Query(
+                id=request_id, sql=sql, params=texts, types=types, setup=self._setup, relaxed=self._relaxed
+            )
         )
         assert isinstance(reply, protocol.Result)
         rows: list[tuple[Any, ...]] = []
@@ -106,13 +128,13 @@ class PGliteStore(Store):
         if not encoded:
             return []
         reply = await self._request(
-            lambda request_id: protocol.Batch(id=request_id, statements=encoded, setup=self._setup)
+            lambda request_id: protocol.Batch(id=request_id, statements=encoded, setup=self._setup, relaxed=self._relaxed)
         )
         assert isinstance(reply, protocol.BatchResult)
         return reply.affected
 
     async def execute_script(self, sql: str) -> None:
-        await self._request(lambda request_id: protocol.Exec(id=request_id, sql=sql, setup=self._setup))
+        await self._request(lambda request_id: protocol.Exec(id=request_id, sql=sql, setup=self._setup, relaxed=self._relaxed))
 
     async def _close(self) -> None:
         if not self._shared or _release(self._sidecar):

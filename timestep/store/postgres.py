@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,10 +17,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from ..errors import ConnectionFailed, InvalidParameter, StoreError, database_error
+from ..errors import ConnectionFailed, InvalidParameter, StoreError, TransactionLeftOpen, database_error
 from .adapt import ADAPTERS, check_params
 from .base import QueryResult, Statement, Store
 from .namespace import schema_of
+from .statements import check_batch, check_statement
 
 POOL_MAX = int(os.environ.get("TIMESTEP_PG_POOL_MAX", "10"))
 CONNECT_TIMEOUT = 10
@@ -54,20 +56,39 @@ def translate(exc: psycopg.Error, index: int | None = None) -> StoreError:
     return StoreError(str(exc))
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("SET TIME ZONE 'UTC'")  # the same as PGlite: datetimes come back in UTC
+# What a script may have changed on its connection, undone after it (the pool's setup is
+# then run again): a Store call leaves its connection as it found it.
+RESET_AFTER_SCRIPT = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOSE ALL; DISCARD TEMP"
+# Worded as the sidecar words it (sidecar/database.mjs).
+TRANSACTION_LEFT_OPEN = (
+    "the script ended inside a transaction, which was rolled back: a Store call is a transaction "
+    "of its own. End the script with COMMIT, or run statements that belong together with execute_batch"
+)
 
 
-def _configure_for(search_path: str | None) -> Any:
-    """The pool's per-connection setup: UTC, and a namespace's schema as the search_path."""
-    if search_path is None:
-        return _configure
+def _setup_sql(namespace: str | None, durability: str) -> str:
+    """A connection's setup: UTC (as PGlite: datetimes come back in UTC); a namespace's schema,
+    then pg_temp (a temp table never hides one of ours); and, relaxed, commits that do not
+    wait for the WAL's flush."""
+    statements = ["SET TIME ZONE 'UTC'"]
+    if namespace is not None:
+        statements.append(f"SET search_path TO {schema_of(namespace)}, pg_temp")  # a checked, quoted name
+    if durability == "relaxed":
+        statements.append("SET synchronous_commit TO off")
+    return "; ".join(statements)
 
-    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        await _configure(conn)
-        await conn.execute(f"SET search_path TO {search_path}")  # a checked, quoted schema name
 
-    return configure
+_live_stores: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not use its parent's connections: it opens its own pools."""
+    for store in list(_live_stores):
+        store._pools = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class PostgresStore(Store):
@@ -75,13 +96,14 @@ class PostgresStore(Store):
 
     backend = "postgres"
 
-    def __init__(self, uri: str, namespace: str | None = None) -> None:
-        super().__init__(namespace)
+    def __init__(self, uri: str, namespace: str | None = None, durability: str = "durable") -> None:
+        super().__init__(namespace, durability)
         self._uri = uri
-        self._configure = _configure_for(schema_of(namespace) if namespace is not None else None)
+        self._setup = _setup_sql(namespace, durability)
         # One pool per event loop, stored as the task that opens it: concurrent first requests
         # on a loop all await the same task, so a loop never gets two pools.
         self._pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool[Any]]] = {}
+        _live_stores.add(self)
 
     @property
     def location(self) -> str:
@@ -119,6 +141,9 @@ class PostgresStore(Store):
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         return pool
 
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(self._setup)
+
     async def _check_reachable(self) -> None:
         """Connect once, so an unreachable server fails with its real reason, not a pool timeout."""
         try:
@@ -131,12 +156,15 @@ class PostgresStore(Store):
         await conn.close()
 
     async def query(self, sql: str, *params: Any) -> QueryResult:
+        check_statement(sql)
         check_params(params)
         pool = await self._pool()
         async with pool.connection() as conn:
             try:
                 cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(sql, params or None)
+                # Text with a `;` may hold several statements, which psycopg would send as one
+                # simple query: prepared, it is one statement or an error, as on PGlite.
+                await cursor.execute(sql, params or None, prepare=True if not params and ";" in sql else None)
                 if cursor.description is None:
                     return QueryResult([], [], max(cursor.rowcount, 0))
                 rows = await cursor.fetchall()
@@ -146,6 +174,7 @@ class PostgresStore(Store):
 
     async def execute_batch(self, statements: Iterable[Statement]) -> list[int]:
         batch: list[tuple[str, Sequence[Any]]] = [(sql, tuple(params)) for sql, params in statements]
+        check_batch([sql for sql, _ in batch])
         for _, params in batch:
             check_params(params)
         if not batch:
@@ -169,10 +198,25 @@ class PostgresStore(Store):
     async def execute_script(self, sql: str) -> None:
         pool = await self._pool()
         async with pool.connection() as conn:
+            failure: StoreError | None = None
             try:
                 await conn.execute(sql)
             except psycopg.Error as exc:
+                failure = translate(exc)
+            if conn.broken:
+                raise failure or ConnectionFailed("lost the PostgreSQL connection during a script")
+            try:
+                left_open = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+                if left_open:
+                    await conn.rollback()
+                await conn.execute(RESET_AFTER_SCRIPT)
+                await self._configure(conn)
+            except psycopg.Error as exc:
                 raise translate(exc) from exc
+            if left_open:
+                raise TransactionLeftOpen(TRANSACTION_LEFT_OPEN)
+            if failure is not None:
+                raise failure
 
     async def _close(self) -> None:
         pools, self._pools = self._pools, {}

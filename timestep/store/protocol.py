@@ -14,7 +14,9 @@ import struct
 import msgspec
 
 HEADER = struct.Struct(">I")
-MAX_FRAME = 1 << 30  # 1 GiB; PostgreSQL's own limit for one value is the same.
+MAX_FRAME = 1 << 30  # replies: 1 GiB; PostgreSQL's own limit for one value is the same.
+# Requests: the sidecar refuses a longer frame before buffering any of it (sidecar/frames.mjs).
+MAX_REQUEST_FRAME = 64 << 20
 
 
 class Statement(msgspec.Struct, array_like=True):
@@ -26,9 +28,10 @@ class Statement(msgspec.Struct, array_like=True):
 # Requests (Python -> sidecar)
 
 
-# Each of the three SQL requests may carry a `setup` statement: the session state it needs (a
-# namespace's search_path). PGlite has one session for every client, so the sidecar runs it
-# first whenever it differs from the last one run. None: the session as it is.
+# Each of the three SQL requests may carry a `setup` statement: the search_path it needs
+# (`SET search_path TO DEFAULT`, or a namespace's schema then pg_temp; the sidecar accepts no
+# other). PGlite has one session for every client, so the sidecar runs it first whenever it
+# differs from the path in force. `relaxed`: answer without waiting for the WAL to be synced.
 
 
 class Query(msgspec.Struct, tag="query", tag_field="type", omit_defaults=True):
@@ -37,6 +40,7 @@ class Query(msgspec.Struct, tag="query", tag_field="type", omit_defaults=True):
     params: list[bytes | None]
     types: list[int]
     setup: str | None = None
+    relaxed: bool = False
 
 
 class Exec(msgspec.Struct, tag="exec", tag_field="type", omit_defaults=True):
@@ -45,6 +49,7 @@ class Exec(msgspec.Struct, tag="exec", tag_field="type", omit_defaults=True):
     id: int
     sql: str
     setup: str | None = None
+    relaxed: bool = False
 
 
 class Batch(msgspec.Struct, tag="batch", tag_field="type", omit_defaults=True):
@@ -53,6 +58,7 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type", omit_defaults=True):
     id: int
     statements: list[Statement]
     setup: str | None = None
+    relaxed: bool = False
 
 
 class Close(msgspec.Struct, tag="close", tag_field="type"):
@@ -70,6 +76,7 @@ class Ready(msgspec.Struct, tag="ready", tag_field="type"):
     pid: int
     node: str
     pglite: str
+    durable: bool = False  # a directory: writes are answered once their WAL is synced
 
 
 class Result(msgspec.Struct, tag="result", tag_field="type"):
@@ -86,7 +93,9 @@ class BatchResult(msgspec.Struct, tag="batch_result", tag_field="type"):
 
 
 class Error(msgspec.Struct, tag="error", tag_field="type"):
-    """`code` is a SQLSTATE for SQL errors, or `startup` / `protocol` / `internal`."""
+    """`code` is a SQLSTATE for SQL errors, or `startup` / `protocol` / `internal`, or
+    `session_state` (a statement that would outlast its request, refused before it ran) /
+    `open_transaction` (a request that ended inside a transaction, rolled back)."""
 
     id: int
     code: str
@@ -114,6 +123,17 @@ def encode_frame(message: Request | Reply) -> bytes:
     """One message as a length-prefixed frame."""
     body = _encoder.encode(message)
     return HEADER.pack(len(body)) + body
+
+
+def encode_request(message: Request) -> bytes:
+    """A request as a frame; a `ValueError` if it is over the sidecar's limit (nothing is sent)."""
+    frame = encode_frame(message)
+    if len(frame) - HEADER.size > MAX_REQUEST_FRAME:
+        raise ValueError(
+            f"a request of {len(frame) - HEADER.size} bytes is over the embedded database's limit of "
+            f"{MAX_REQUEST_FRAME >> 20} MiB per request"
+        )
+    return frame
 
 
 def decode_reply(body: bytes | memoryview) -> Reply:

@@ -28,10 +28,18 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DataDirLocked, SidecarCrashed, SidecarError, SidecarStartFailed
+from ..errors import (
+    DataDirLocked,
+    InvalidParameter,
+    SidecarCrashed,
+    SidecarError,
+    SidecarStartFailed,
+    StoreUnusableAfterFork,
+)
 from . import protocol
 from .datadir import DataDir, Template
 from .node import find_node, sidecar_dir
+from .private import check_peer, check_socket
 
 START_TIMEOUT = 120.0  # a sidecar that neither answers nor exits by then is wedged
 SHARE_TIMEOUT = 30.0  # how long to wait for another process's sidecar to come up or go away
@@ -117,16 +125,20 @@ class Link:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[protocol.Reply] = loop.create_future()
         with self._lock:
-            if self._failure is not None:
-                raise _copy(self._failure)
             request_id = self._next_id
             self._next_id += 1
+        try:
+            frame = protocol.encode_request(build(request_id))
+        except ValueError as exc:  # too large: nothing was sent
+            raise InvalidParameter(f"{exc}; store large values in files or PostgreSQL") from None
+        with self._lock:
+            if self._failure is not None:
+                raise _copy(self._failure)
             self._pending[request_id] = (loop, future)
             first = self._watchers.get(loop, 0) == 0
             self._watchers[loop] = self._watchers.get(loop, 0) + 1
         if first:
             loop.add_reader(self._read_fd, self._pump)
-        frame = protocol.encode_frame(build(request_id))
         # Not under self._lock: while a large frame waits for pipe space, other loops must
         # still be able to read their replies.
         try:
@@ -290,6 +302,19 @@ class Link:
             with self._write_lock:  # no write is using the fd when it closes
                 _quietly(self.process.stdin.close)
 
+    def abandon(self) -> None:
+        """In a child forked from the process that opened this link: close the child's copies
+        of its fds, sending nothing (the parent's link goes on), and fail it here."""
+        self._failure = StoreUnusableAfterFork("this link belongs to the process that forked this one")
+        self._pending = {}
+        self._watchers = {}
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr) if self.process else ():
+            if stream is not None:
+                _quietly(stream.close)
+        if self._sock is not None:
+            _quietly(self._sock.close)  # a copy of the fd: the connection stays the parent's
+        self._output_closed = True
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Let go and wait until a child sidecar has closed the database or handed it over.
 
@@ -340,6 +365,7 @@ class Sidecar:
         self.data_dir = data_dir  # None: an in-memory database
         self._link: Link | None = None
         self._start_lock = threading.Lock()
+        self._forked_away = False  # in memory, and this process is a fork of the one that opened it
         _live_sidecars.add(self)
 
     @property
@@ -351,6 +377,11 @@ class Sidecar:
         return self._link
 
     async def request(self, build: Callable[[int], protocol.Request]) -> protocol.Reply:
+        if self._forked_away:
+            raise StoreUnusableAfterFork(
+                "this in-memory database lives in the process that opened it, not in this forked "
+                "child: open a store in the child, or use a directory, which children share"
+            )
         link = self._link
         if link is None or not link.alive:
             link = await asyncio.to_thread(self._connect)
@@ -376,17 +407,13 @@ class Sidecar:
             if lock_fd is not None:
                 try:
                     data_dir.prepare(Template().ensure())
+                    socket_path = data_dir.choose_socket()
+                    data_dir.write_holder(lock_fd, f"python pid {os.getpid()}, starting its sidecar", socket_path)
                     link = self._spawn(
-                        [
-                            "--data-dir", str(data_dir.pgdata),
-                            "--socket", data_dir.socket,
-                            "--lock-fd", str(lock_fd),
-                        ],
+                        ["--data-dir", str(data_dir.pgdata), "--socket", socket_path, "--lock-fd", str(lock_fd)],
                         lock_fd=lock_fd,
                     )
-                    data_dir.write_holder(
-                        lock_fd, f"python pid {os.getpid()}, sidecar pid {link.ready.pid}"
-                    )
+                    data_dir.write_holder(lock_fd, f"python pid {os.getpid()}, sidecar pid {link.ready.pid}", socket_path)
                     return link
                 finally:
                     os.close(lock_fd)  # the child keeps the lock through its inherited copy
@@ -395,21 +422,33 @@ class Sidecar:
                 return link
             if time.monotonic() > deadline:
                 raise DataDirLocked(
-                    f"{data_dir.root} is locked by {data_dir.holder()}, whose sidecar does not "
-                    f"answer on {data_dir.socket}; stop that process or choose another directory"
+                    f"{data_dir.root} is locked by {data_dir.holder()}, whose sidecar does not answer "
+                    f"on {data_dir.published_socket() or 'its socket'}; stop that process or choose another directory"
                 )
             time.sleep(0.05)  # the holder is starting up or shutting down
 
     def _join(self, data_dir: DataDir) -> Link | None:
-        """Connect to the sidecar another process runs for this directory, if it answers."""
+        """Connect to the sidecar another process runs for this directory, if it answers and
+        is this user's (SocketUnsafe if something else listens there)."""
+        path = data_dir.published_socket()
+        if path is None:
+            return None  # the holder has not said where yet
+        try:
+            check_socket(path)
+        except OSError:
+            return None  # not there yet, or gone
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(data_dir.socket)
+            sock.connect(path)
+            check_peer(sock, path)
             reader = protocol.FrameReader()
-            ready = _await_ready(sock.fileno(), reader, f"shared sidecar at {data_dir.socket}", None)
+            ready = _await_ready(sock.fileno(), reader, f"shared sidecar at {path}", None)
         except (OSError, SidecarStartFailed):
             sock.close()
             return None
+        except BaseException:
+            sock.close()
+            raise
         return Link(
             describe=f"shared PGlite sidecar (pid {ready.pid}) of {data_dir.root}",
             read_fd=sock.fileno(),
@@ -427,7 +466,7 @@ class Sidecar:
     def _spawn(self, args: list[str], *, lock_fd: int | None) -> Link:
         script = sidecar_dir() / "server.mjs"
         process = subprocess.Popen(
-            [find_node(), str(script), *args],
+            [find_node(), str(script), *args, "--owner-pid", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -479,6 +518,17 @@ class Sidecar:
         if link is not None:
             link.stop()
 
+    def after_fork_in_child(self) -> None:
+        """This process was forked: drop the parent's link without touching it. A directory's
+        next request joins the running sidecar through its socket, as another process would;
+        an in-memory database cannot be reached from here."""
+        self._start_lock = threading.Lock()  # another thread may have held it at the fork
+        link, self._link = self._link, None
+        if link is not None:
+            link.abandon()
+        if self.data_dir is None:
+            self._forked_away = True
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
@@ -488,10 +538,17 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _drain_stderr(process: subprocess.Popen[bytes], lines: collections.deque[str]) -> None:
+    """Keep the sidecar's last log lines. Reads the fd itself: a file object's lock, held by a
+    thread blocked in readline(), would be held for good in a child forked meanwhile."""
     assert process.stderr is not None
-    with process.stderr:
-        for raw in process.stderr:
-            lines.append(raw.decode(errors="replace").rstrip())
+    fd = process.stderr.fileno()
+    pending = b""
+    while chunk := os.read(fd, 1 << 16):
+        *complete, pending = (pending + chunk).split(b"\n")
+        lines.extend(line.decode(errors="replace").rstrip() for line in complete)
+    if pending:
+        lines.append(pending.decode(errors="replace").rstrip())
+    process.stderr.close()
 
 
 def _await_ready(
@@ -525,6 +582,18 @@ def _await_ready(
 
 
 _live_sidecars: weakref.WeakSet[Sidecar] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sidecar in list(_live_sidecars):
+        sidecar.after_fork_in_child()
+
+
+# multiprocessing's fork start method, gunicorn and Celery prefork fork a process that may
+# hold links: a child writing into its parent's pipe would interleave frames and read replies
+# meant for the parent (another request's rows).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -1,0 +1,72 @@
+// Autovacuum for PGlite, which runs PostgreSQL single-user: no autovacuum worker. Run states
+// are retired and re-inserted, sessions popped and cleared, expired rows purged: without
+// VACUUM their dead rows pile up, and every read wades through them.
+//
+// After enough writes, once no request has been in flight for a moment (or, under constant
+// load, between requests), the sidecar asks PostgreSQL's statistics which tables need it, by
+// autovacuum's own default thresholds, and runs VACUUM (ANALYZE) on each, one table per turn:
+// a request that arrives meanwhile waits for at most one table.
+
+const QUIET_MS = 200; // no request in flight for this long: a good moment
+const WRITES_BEFORE_CHECK = 200; // committed write requests since the last check
+const WRITES_BEFORE_FORCED_CHECK = 1000; // never quiet: check between requests anyway
+
+// pg_stat_force_next_flush(): the statistics of this session's recent writes are flushed at
+// the end of this statement (else at most once a second, at the end of some later one).
+const FLUSH_STATS = 'SELECT pg_stat_force_next_flush()';
+// autovacuum_vacuum_threshold 50 + scale factor 0.2, autovacuum_analyze_threshold 50 + 0.1.
+const TABLES_TO_VACUUM = `SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
+  WHERE n_dead_tup > 50 + 0.2 * n_live_tup OR n_mod_since_analyze > 50 + 0.1 * n_live_tup
+  ORDER BY n_dead_tup DESC`;
+
+export class Maintenance {
+  #database;
+  #inFlight = 0;
+  #checkedAt = 0; // database.writes at the last check
+  #timer = null;
+  #running = false;
+  vacuums = 0; // tables vacuumed, for the tests
+
+  constructor(database) {
+    this.#database = database;
+  }
+
+  started() {
+    this.#inFlight += 1;
+    clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  finished() {
+    this.#inFlight -= 1;
+    const writes = this.#database.writes - this.#checkedAt;
+    if (writes >= WRITES_BEFORE_FORCED_CHECK) {
+      this.#run();
+    } else if (this.#inFlight === 0 && writes >= WRITES_BEFORE_CHECK) {
+      this.#timer = setTimeout(() => this.#inFlight === 0 && this.#run(), QUIET_MS);
+      this.#timer.unref();
+    }
+  }
+
+  async #run() {
+    if (this.#running) return;
+    this.#running = true;
+    this.#checkedAt = this.#database.writes;
+    try {
+      await this.#database.runInternal(FLUSH_STATS);
+      const { results, error } = await this.#database.runInternal(TABLES_TO_VACUUM);
+      if (error) throw new Error(error.message);
+      for (const [table] of results[0].rows) {
+        const done = await this.#database.runInternal(`VACUUM (ANALYZE) ${table}`);
+        // A table dropped meanwhile is no matter; anything else is worth a line in the log.
+        if (done.error && done.error.code !== '42P01') process.stderr.write(`sidecar: VACUUM ${table}: ${done.error.message}\n`);
+        else this.vacuums += 1;
+      }
+      await this.#database.settle();
+    } catch (err) {
+      process.stderr.write(`sidecar: maintenance failed: ${err?.message ?? err}\n`);
+    } finally {
+      this.#running = false;
+    }
+  }
+}
