@@ -11,7 +11,9 @@ does to its store:
   again as the run goes on, and cleared when done.
 For each window it prints the database's size, the two tables' sizes, and the median, 99th
 percentile and worst latency of each operation. The first window is the baseline: a store
-that keeps up shows the same figures in the last one.
+that keeps up shows the same figures in the last one. Then the sidecar is killed (SIGKILL)
+and the time to the next first query, PostgreSQL's crash recovery included, is printed
+beside a clean reopen's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -38,6 +41,13 @@ from timestep.session import Session
 from timestep.store import Store
 
 SESSIONS = 20
+
+
+async def first_query_s(path: Path) -> float:
+    begin = time.perf_counter()
+    async with await open_store(pglite_path=path) as store:
+        await store.fetchval("SELECT 1")
+    return time.perf_counter() - begin
 
 
 async def sizes(store: Store) -> dict[str, float]:
@@ -112,11 +122,17 @@ async def main(seconds: float, window_seconds: float) -> None:
                 f"{size['runs']:.2f}", window.row("turn"), window.row("save"), window.row("load"), window.row("pop"),
             ])
             print("  ".join(rows[-1]), file=sys.stderr, flush=True)  # progress
+        sidecar = store.sidecar  # type: ignore[attr-defined]
+        os.kill(sidecar.link.ready.pid, signal.SIGKILL)
+        sidecar.link.process.wait()
+    recovered = await first_query_s(work / "pglite")
+    clean = await first_query_s(work / "pglite")
     print(f"timestep soak benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; PGlite, durable; "
           f"{seconds:.0f} s in windows of {window_seconds:.0f} s; latencies in ms as median / p99 / worst")
     header = ["s", "turns", "db MB", "messages MB", "run_states MB", "turn (get / add)", "save", "load", "pop"]
     print_columns([header, *rows])
     first, last = rows[0], rows[-1]
+    print(f"first query after the sidecar was killed: {recovered:.2f} s (crash recovery); after a clean close: {clean:.2f} s")
     print(f"last window / first: db size {float(last[2]) / float(first[2]):.2f}x, "
           f"turn median {float(last[5].split()[0]) / float(first[5].split()[0]):.2f}x, "
           f"save median {float(last[6].split()[0]) / float(first[6].split()[0]):.2f}x")

@@ -11,8 +11,8 @@ Prints, side by side in one run:
 - time to first query on a new data directory and on an existing one;
 - the sidecar's peak and steady RSS;
 - the same operations on PostgreSQL (PG_CONNECTION_URI, else the local server if it answers).
-Targets (issue 2): round trip <= 2x floor; new dir ready <= 1.0 s; existing <= 0.6 s;
-steady sidecar RSS <= 400 MB.
+The sidecar's writes are durable (answered once their WAL is fsynced); the in-process floor's
+are not (PGlite as it ships, fsync off).
 """
 
 from __future__ import annotations
@@ -143,17 +143,17 @@ async def main(warmup: int, rounds: int) -> None:
     na = "n/a"
     fmt_pg = lambda key, scale=1.0, unit="ms": f"{pg[key] * scale:.3f} {unit}" if key in pg else na  # noqa: E731
     rows = [
-        ("SELECT 1 round trip", f"{select_ms:.3f} ms", f"{floor['select1']['median']:.3f} ms", f"{select_ms / floor['select1']['median']:.2f}x (target <= 2x)", fmt_pg("select")),
+        ("SELECT 1 round trip", f"{select_ms:.3f} ms", f"{floor['select1']['median']:.3f} ms", f"{select_ms / floor['select1']['median']:.2f}x", fmt_pg("select")),
         ("  floor via execProtocol", "", f"{floor['select1Raw']['median']:.3f} ms", f"{select_ms / floor['select1Raw']['median']:.2f}x", ""),
         ("single-row INSERT", f"{insert_ms:.3f} ms", f"{floor['insert']['median']:.3f} ms", f"{insert_ms / floor['insert']['median']:.2f}x", fmt_pg("insert")),
         ("10,000 rows, one batch", f"{batch_s:.2f} s", f"{floor['batch10k'] / 1000:.2f} s", f"{batch_s / (floor['batch10k'] / 1000):.2f}x", fmt_pg("batch", 1, "s")),
         ("10,000 pipelined INSERTs", f"{pipelined_s:.2f} s", "", "", fmt_pg("pipelined", 1, "s")),
-        ("first query, new dir", f"{statistics.median(new_dir):.2f} s", "", "target <= 1.0 s", fmt_pg("first", 1, "s")),
-        ("first query, existing dir", f"{statistics.median(existing):.2f} s", "", "target <= 0.6 s", ""),
+        ("first query, new dir", f"{statistics.median(new_dir):.2f} s", "", "", fmt_pg("first", 1, "s")),
+        ("first query, existing dir", f"{statistics.median(existing):.2f} s", "", "", ""),
         ("sidecar RSS, peak", f"{peak_mb:.0f} MB", "", "", ""),
-        ("sidecar RSS, steady", f"{steady_mb:.0f} MB", "", "target <= 400 MB", ""),
+        ("sidecar RSS, steady", f"{steady_mb:.0f} MB", "", "", ""),
     ]
-    header = ("operation", "PGlite sidecar", "Node in-process", "ratio / target", "PostgreSQL")
+    header = ("operation", "PGlite sidecar", "Node in-process", "ratio", "PostgreSQL")
     print(f"timestep store benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"{warmup} warm-up + {rounds} measured per-op rounds (medians)")
     print_columns([header, *rows])

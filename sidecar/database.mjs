@@ -43,6 +43,7 @@ export class Database {
   #walSync;
   #activity;
   #prepared = new PreparedStatements();
+  #pending = 0; // requests received and not yet answered
   #setup = DEFAULT_SETUP; // the search_path setup in force: every request ends with RESET ALL
   writes = 0; // requests that committed something (in memory: all requests), for maintenance.mjs
 
@@ -60,10 +61,19 @@ export class Database {
 
   /** Run a validated query, batch or exec request; resolve with its reply once it may be sent. */
   async run(request, owner) {
+    this.#pending += 1;
+    try {
+      return await this.#run(request, owner);
+    } finally {
+      this.#pending -= 1;
+    }
+  }
+
+  async #run(request, owner) {
     const { reply, mark } = await this.#pg.runExclusive(async () => {
-      // A sync in progress frees replies when it completes, which needs a turn of the event
-      // loop: take one before running anything (a long statement would hold those replies).
-      if (this.#walSync?.syncing) await new Promise(setImmediate);
+      // A sync that has ended frees replies: let them go out before running anything (a long
+      // statement would hold them). One turn of the event loop per sync, not per request.
+      if (this.#walSync?.reap()) await new Promise(setImmediate);
       this.#activity(owner);
       if (this.#walSync) this.#walSync.relaxed = Boolean(request.relaxed);
       try {
@@ -77,16 +87,21 @@ export class Database {
         if (this.#walSync) this.#walSync.relaxed = false;
       }
     });
-    if (this.#walSync && !request.relaxed) await this.#walSync.durable(mark);
+    if (this.#walSync && !request.relaxed) {
+      // Alone, a request has nothing to share its sync with, nor anything to run meanwhile:
+      // sync at once, here (a sync thread's round trip costs ~0.1 ms more).
+      if (this.#pending === 1) this.#walSync.barrier();
+      await this.#walSync.durable(mark);
+    }
     return reply;
   }
 
-  /** Run trusted SQL of the sidecar's own (maintenance) between requests. */
+  /** Run trusted SQL of the sidecar's own (maintenance) between requests: its part. */
   async runInternal(sql) {
     return this.#pg.runExclusive(async () => {
-      const collected = await this.#execute([this.#wire.query(sql), this.#wire.query(RESET_AFTER_REQUEST)]);
-      this.#setup = DEFAULT_SETUP;
-      return collected;
+      const [part] = await this.#execute([this.#wire.query(sql)]);
+      await this.#reset(RESET_AFTER_REQUEST);
+      return part;
     });
   }
 
@@ -101,21 +116,22 @@ export class Database {
       case 'query': {
         const refused = refusal(request.sql, false);
         if (refused) return errorReply(id, { code: 'session_state', message: refused });
-        const { results, error, status } = await this.#runStatements(request, (statement) => [
+        // The statement, then Sync: one part.
+        const [done] = await this.#runStatements(request, (statement) => [
           ...statement(request.sql, request.params, request.types),
           this.#wire.sync(),
-        ]);
-        if (status !== 'I') return this.#rolledBack(id);
-        return error ? errorReply(id, error) : resultReply(id, results[0]);
+        ], 1);
+        if (done.status !== 'I') return this.#rolledBack(id);
+        return done.error ? errorReply(id, done.error) : resultReply(id, done.results[0]);
       }
       case 'batch': {
         for (const [index, [sql]] of request.statements.entries()) {
           const refused = refusal(sql, true);
           if (refused) return errorReply(id, { code: 'session_state', message: refused }, index);
         }
-        // BEGIN; the statements; Sync; COMMIT. After a failure PostgreSQL skips to the
-        // Sync, and the COMMIT of the failed transaction rolls it back.
-        const { results, error, errorAt, status } = await this.#runStatements(
+        // BEGIN; the statements, then Sync; COMMIT: three parts. After a failure PostgreSQL
+        // skips to the Sync, and the COMMIT of the failed transaction rolls it back.
+        const [begun, statements, committed] = await this.#runStatements(
           request,
           (statement) => [
             this.#wire.query('BEGIN'),
@@ -123,15 +139,14 @@ export class Database {
             this.#wire.sync(),
             this.#wire.query('COMMIT'),
           ],
+          3,
           maySetRole(request.statements),
         );
-        if (status !== 'I') return this.#rolledBack(id);
-        const count = request.statements.length;
-        if (error) {
-          const index = errorAt - 1; // results[0] is BEGIN's
-          return errorReply(id, error, index < count ? index : undefined);
-        }
-        return { type: 'batch_result', id, affected: results.slice(1, count + 1).map((r) => r.affected) };
+        if (committed.status !== 'I') return this.#rolledBack(id);
+        if (begun.error) return errorReply(id, begun.error);
+        if (statements.error) return errorReply(id, statements.error, statements.errorAt);
+        if (committed.error) return errorReply(id, committed.error); // a deferred constraint, say
+        return { type: 'batch_result', id, affected: statements.results.map((r) => r.affected) };
       }
       case 'exec':
         return this.#runScript(request);
@@ -141,43 +156,45 @@ export class Database {
   }
 
   /**
-   * Run a query or batch: its setup when the session needs it, the messages `build` makes,
-   * then the reset every request ends with. A query or batch that failed only because a
-   * prepared statement went stale failed whole (a batch rolls back), so it runs once more,
-   * with every statement parsed anew.
+   * Run a query or batch in one call into PGlite: its setup when the session needs another
+   * search_path, the messages `build` makes (which end `parts` parts), then the reset every
+   * request ends with. Returns the request's own parts. A query or batch that failed only
+   * because a prepared statement went stale failed whole (a batch rolls back), so it runs
+   * once more, with every statement parsed anew.
    */
-  async #runStatements(request, build, resetRole = false) {
+  async #runStatements(request, build, parts, resetRole = false) {
     const wire = this.#wire;
     for (let attempt = 0; ; attempt++) {
       const setup = request.setup ?? DEFAULT_SETUP;
-      const skip = setup !== this.#setup ? 1 : 0;
+      const setupMessages = setup !== this.#setup ? [wire.query(setup)] : [];
+      const resetMessages = [...(resetRole ? [wire.query(RESET_ROLE)] : []), wire.query(RESET_AFTER_REQUEST)];
       const statement = (sql, params, types) => this.#prepared.messages(wire, setup, sql, params, types);
-      let collected;
+      let all;
       try {
-        collected = await this.#execute([
-          ...(skip ? [wire.query(setup)] : []),
-          ...build(statement),
-          ...(resetRole ? [wire.query(RESET_ROLE)] : []),
-          wire.query(RESET_AFTER_REQUEST),
-          ...this.#prepared.closing(wire),
-        ]);
+        all = await this.#execute([...setupMessages, ...build(statement), ...resetMessages, ...this.#prepared.closing(wire)]);
       } catch (err) {
         this.#prepared.failed();
         throw err;
       }
       this.#setup = DEFAULT_SETUP; // RESET ALL ran last
-      if (droppedPrepared(collected.results.map((r) => r.tag))) this.#prepared.clear();
-      if (!collected.error) {
+      const [setupPart] = all.splice(0, setupMessages.length);
+      const own = all.splice(0, parts);
+      const resets = all.splice(0, resetMessages.length);
+      // SET search_path and RESET cannot fail, short of a broken database: if one did, the
+      // request ran on the wrong schema, or left the session changed. Nothing can be trusted.
+      const failed = [setupPart, ...resets].find((part) => part?.error);
+      if (failed) throw new DatabaseBroken(`the session could not be set up or reset: ${failed.error.message}`);
+      const error = own.find((part) => part.error)?.error;
+      if (droppedPrepared(own.flatMap((part) => part.results.map((r) => r.tag)))) this.#prepared.clear();
+      if (!error) {
         this.#prepared.succeeded();
-      } else if (attempt === 0 && isStale(collected.error)) {
+      } else if (attempt === 0 && isStale(error)) {
         this.#prepared.clear();
         continue;
       } else {
         this.#prepared.failed();
       }
-      collected.results = collected.results.slice(skip);
-      if (collected.errorAt !== undefined) collected.errorAt -= skip;
-      return collected;
+      return own;
     }
   }
 
@@ -185,30 +202,36 @@ export class Database {
   async #runScript(request) {
     const wire = this.#wire;
     const setup = request.setup ?? DEFAULT_SETUP;
-    const skip = setup !== this.#setup ? 1 : 0;
-    let collected;
+    const setupMessages = setup !== this.#setup ? [wire.query(setup)] : [];
+    let script;
     try {
-      collected = await this.#execute([...(skip ? [wire.query(setup)] : []), wire.query(request.sql)]);
+      const all = await this.#execute([...setupMessages, wire.query(request.sql)]);
+      if (setupMessages.length && all[0].error) throw new DatabaseBroken(`the session could not be set up: ${all[0].error.message}`);
+      script = all.at(-1);
     } finally {
-      const tags = collected?.results.map((r) => r.tag) ?? [];
-      const cleanup = [RESET_AFTER_SCRIPT, ...(tags.includes('PREPARE') ? ['DEALLOCATE ALL'] : [])];
-      if (collected && collected.status !== 'I') await this.#execute([wire.query('ROLLBACK')]);
-      await this.#execute([wire.query(cleanup.join('; '))]);
-      this.#setup = DEFAULT_SETUP;
+      const tags = script?.results.map((r) => r.tag) ?? [];
+      if (script && script.status !== 'I') await this.#execute([wire.query('ROLLBACK')]);
+      await this.#reset(RESET_AFTER_SCRIPT + (tags.includes('PREPARE') ? '; DEALLOCATE ALL' : ''));
       if (tags.includes('PREPARE') || droppedPrepared(tags)) this.#prepared.clear();
     }
-    if (collected.status !== 'I') return errorReply(request.id, { code: 'open_transaction', message: OPEN_TRANSACTION });
-    const { results, error } = collected;
-    if (error) return errorReply(request.id, error);
-    const own = results.slice(skip);
-    const last = own.at(-1) ?? { names: [], types: [], rows: [], affected: 0 };
-    return { ...resultReply(request.id, last), affected: own.reduce((n, r) => n + r.affected, 0) };
+    if (script.status !== 'I') return errorReply(request.id, { code: 'open_transaction', message: OPEN_TRANSACTION });
+    if (script.error) return errorReply(request.id, script.error);
+    const last = script.results.at(-1) ?? { names: [], types: [], rows: [], affected: 0 };
+    return { ...resultReply(request.id, last), affected: script.results.reduce((n, r) => n + r.affected, 0) };
   }
 
   /** The request's transaction was left open (it cannot be, short of a bug): roll it back. */
   async #rolledBack(id) {
-    await this.#execute([this.#wire.query('ROLLBACK'), this.#wire.query(RESET_AFTER_SCRIPT)]);
+    await this.#execute([this.#wire.query('ROLLBACK')]);
+    await this.#reset(RESET_AFTER_SCRIPT);
     return errorReply(id, { code: 'open_transaction', message: OPEN_TRANSACTION });
+  }
+
+  /** Put the session back as every request expects to find it. */
+  async #reset(sql) {
+    const [part] = await this.#execute([this.#wire.query(sql)]);
+    if (part.error) throw new DatabaseBroken(`the session could not be reset: ${part.error.message}`);
+    this.#setup = DEFAULT_SETUP;
   }
 
   async #execute(parts) {

@@ -6,8 +6,10 @@
 // and give NODEFS the operations PostgreSQL's calls reach:
 //
 //  - fsync of a WAL segment (a commit's XLogFlush) is deferred: the segment is marked, and the
-//    sidecar syncs it (fdatasync, on libuv's thread pool) before it answers the request. Requests
-//    that finish while a sync runs share the next one: group commit.
+//    sidecar syncs it (fdatasync, on a thread of its own) before it answers the request.
+//    Requests that finish while a sync runs share the next one: group commit. The sync thread
+//    reports each sync done in shared memory, which the main thread reads between requests: a
+//    reply waits for its sync, and at most for the one request running when the sync ends.
 //  - Anything else that touches a file (a data page written, a file truncated, renamed or
 //    removed, pg_control or a data file fsynced at a checkpoint) first syncs the WAL written
 //    before it, at once, then goes ahead. PostgreSQL's rule is "WAL before data"; deferring
@@ -23,9 +25,38 @@
 // (it PANICs), the sidecar then exits: the next open replays the WAL that is on disk, and no
 // request whose WAL was not synced was ever answered.
 import fs from 'node:fs';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 const WAL_SEGMENT = /\/pg_wal\/[0-9A-F]{24}$/;
 const MAX_OPEN_SEGMENTS = 8; // fds kept for syncing; a segment is 16 MB of WAL
+
+/** The thread that runs fdatasync calls, so the main thread can go on running requests. */
+class SyncThread {
+  #state = new Int32Array(new SharedArrayBuffer(8)); // [0]: syncs done; [1]: a failure's errno
+  #worker;
+  #started = 0;
+
+  /** `onDone()`: a sync ended (a message, for when the main thread is waiting on nothing else). */
+  constructor(onDone) {
+    this.#worker = new Worker(new URL(import.meta.url), { workerData: { syncState: this.#state.buffer } });
+    this.#worker.on('message', onDone);
+    this.#worker.unref();
+  }
+
+  /** Sync these fds; the number the sync is known by. */
+  start(fds) {
+    this.#worker.postMessage(fds);
+    this.#started += 1;
+    return this.#started;
+  }
+
+  /** Whether sync number `n` has ended; throws if one failed. */
+  ended(n) {
+    const failed = Atomics.load(this.#state, 1);
+    if (failed) fatal(`fdatasync of a WAL segment failed (errno ${failed})`);
+    return Atomics.load(this.#state, 0) >= n;
+  }
+}
 
 /** Tracks WAL that PostgreSQL asked to be synced, and syncs it before replies go out. */
 export class WalSync {
@@ -34,15 +65,11 @@ export class WalSync {
   #barrierNeeded = false; // a durable request's (or the sidecar's own) WAL is among them
   #requested = 0; // counts PostgreSQL's WAL fsyncs; a reply waits until `#synced` reaches its mark
   #synced = 0;
-  #running = null; // the segments of the sync in progress
+  #running = null; // the sync in progress: { number, segments, covering }
   #waiters = []; // { mark, resolve }
+  #thread = new SyncThread(() => this.reap());
   relaxed = false; // set while a relaxed request runs
   commits = 0; // PostgreSQL's WAL fsyncs, relaxed or not: what maintenance.mjs counts
-
-  /** A sync is in progress (its completion, and the replies it frees, need the event loop). */
-  get syncing() {
-    return this.#running !== null;
-  }
 
   /** The WAL a reply depends on: everything PostgreSQL has asked to sync so far. */
   mark() {
@@ -55,6 +82,22 @@ export class WalSync {
     const waiting = new Promise((resolve) => this.#waiters.push({ mark, resolve }));
     this.#startSync();
     return waiting;
+  }
+
+  /** Take in a sync that has ended: the replies it covers may go. True if it freed some. */
+  reap() {
+    const running = this.#running;
+    if (!running || !this.#thread.ended(running.number)) return false;
+    this.#running = null;
+    for (const segment of running.segments) {
+      segment.busy -= 1;
+      if (segment.orphan && !segment.busy) fs.closeSync(segment.fd);
+    }
+    const waiting = this.#waiters.length;
+    this.#settle(running.covering);
+    const freed = this.#waiters.length < waiting;
+    if (this.#waiters.length) this.#startSync();
+    return freed;
   }
 
   /** PostgreSQL fsynced a WAL segment: remember it; the sync happens before the reply. */
@@ -75,10 +118,16 @@ export class WalSync {
   /** Something other than WAL is about to change on disk: the WAL before it must be there first. */
   barrier() {
     if (!this.#barrierNeeded && !this.#running) return;
-    const segments = new Set([...this.#dirty, ...(this.#running ?? [])]);
+    const segments = new Set([...this.#dirty, ...(this.#running?.segments ?? [])]);
     this.#dirty.clear();
     this.#barrierNeeded = false;
-    for (const segment of segments) this.#sync(() => fs.fdatasyncSync(segment.fd));
+    for (const segment of segments) {
+      try {
+        fs.fdatasyncSync(segment.fd);
+      } catch (err) {
+        fatal(`fdatasync of a WAL segment failed (${err.code ?? err.message})`);
+      }
+    }
     this.#settle(this.#requested);
   }
 
@@ -89,43 +138,17 @@ export class WalSync {
     if (!segment) return;
     this.#segments.delete(hostPath);
     if (!segment.busy) fs.closeSync(segment.fd);
-    else segment.orphan = true; // closed when its sync completes
+    else segment.orphan = true; // closed when its sync has ended
   }
 
   #startSync() {
     if (this.#running || !this.#dirty.size) return;
-    const covering = this.#requested;
     const segments = [...this.#dirty];
     this.#dirty.clear();
     this.#barrierNeeded = false; // the running sync's segments are covered by `#running`
-    this.#running = segments;
     for (const segment of segments) segment.busy += 1;
-    const syncs = segments.map(
-      (segment) =>
-        new Promise((resolve) => {
-          fs.fdatasync(segment.fd, (err) => {
-            if (err) fatal(`fdatasync of a WAL segment failed (${err.code ?? err.message})`);
-            resolve();
-          });
-        }),
-    );
-    Promise.all(syncs).then(() => {
-      for (const segment of segments) {
-        segment.busy -= 1;
-        if (segment.orphan && !segment.busy) fs.closeSync(segment.fd);
-      }
-      this.#running = null;
-      this.#settle(covering);
-      if (this.#waiters.length) this.#startSync();
-    });
-  }
-
-  #sync(action) {
-    try {
-      action();
-    } catch (err) {
-      fatal(`fdatasync of a WAL segment failed (${err.code ?? err.message})`);
-    }
+    const number = this.#thread.start(segments.map((segment) => segment.fd));
+    this.#running = { number, segments, covering: this.#requested };
   }
 
   #settle(covering) {
@@ -169,7 +192,13 @@ export function installDurableFs(mod, walSync) {
 
   streams.fsync = (stream) => {
     if (isWal(stream)) {
-      walSync.deferred(NODEFS.realPath(stream.node));
+      try {
+        walSync.deferred(NODEFS.realPath(stream.node));
+      } catch {
+        // No fd to sync it later by (EMFILE, say): sync it now, through PostgreSQL's own.
+        walSync.barrier();
+        NODEFS.tryFSOperation(() => fs.fdatasyncSync(stream.nfd));
+      }
       return 0;
     }
     walSync.barrier();
@@ -198,4 +227,20 @@ export function installDurableFs(mod, walSync) {
     walSync.forget(NODEFS.realPath(oldNode));
     return rename(oldNode, newDir, newName);
   };
+}
+
+// The sync thread: fdatasync each batch of fds it is sent, then count it done.
+if (!isMainThread && workerData?.syncState) {
+  const state = new Int32Array(workerData.syncState);
+  parentPort.on('message', (fds) => {
+    for (const fd of fds) {
+      try {
+        fs.fdatasyncSync(fd);
+      } catch (err) {
+        Atomics.store(state, 1, Math.abs(err.errno ?? 1) || 1);
+      }
+    }
+    Atomics.add(state, 0, 1);
+    parentPort.postMessage(0);
+  });
 }

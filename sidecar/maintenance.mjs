@@ -1,11 +1,16 @@
-// Autovacuum for PGlite, which runs PostgreSQL single-user: no autovacuum worker. Run states
-// are retired and re-inserted, sessions popped and cleared, expired rows purged: without
-// VACUUM their dead rows pile up, and every read wades through them.
+// What PostgreSQL's background workers would do, for PGlite, which runs PostgreSQL single-user
+// and has none of them.
 //
+// Autovacuum: run states are retired and re-inserted, sessions popped and cleared, expired
+// rows purged: without VACUUM their dead rows pile up, and every read wades through them.
 // After enough writes, once no request has been in flight for a moment (or, under constant
 // load, between requests), the sidecar asks PostgreSQL's statistics which tables need it, by
 // autovacuum's own default thresholds, and runs VACUUM (ANALYZE) on each, one table per turn:
 // a request that arrives meanwhile waits for at most one table.
+//
+// Checkpoints: with no checkpointer, PostgreSQL checkpoints only when max_wal_size of WAL has
+// piled up, and a sidecar killed before then replays all of it at the next open. So when quiet,
+// once CHECKPOINT_WAL bytes of WAL follow the last checkpoint, the sidecar runs one.
 
 const QUIET_MS = 200; // no request in flight for this long: a good moment
 const WRITES_BEFORE_CHECK = 200; // committed write requests since the last check
@@ -15,6 +20,8 @@ const WRITES_BEFORE_FORCED_CHECK = 1000; // never quiet: check between requests 
 // the end of this statement (else at most once a second, at the end of some later one).
 const FLUSH_STATS = 'SELECT pg_stat_force_next_flush()';
 // autovacuum_vacuum_threshold 50 + scale factor 0.2, autovacuum_analyze_threshold 50 + 0.1.
+const CHECKPOINT_WAL = 32 * 2 ** 20;
+const WAL_SINCE_CHECKPOINT = 'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), (pg_control_checkpoint()).redo_lsn)';
 const TABLES_TO_VACUUM = `SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
   WHERE n_dead_tup > 50 + 0.2 * n_live_tup OR n_mod_since_analyze > 50 + 0.1 * n_live_tup
   ORDER BY n_dead_tup DESC`;
@@ -25,7 +32,6 @@ export class Maintenance {
   #checkedAt = 0; // database.writes at the last check
   #timer = null;
   #running = false;
-  vacuums = 0; // tables vacuumed, for the tests
 
   constructor(database) {
     this.#database = database;
@@ -41,14 +47,15 @@ export class Maintenance {
     this.#inFlight -= 1;
     const writes = this.#database.writes - this.#checkedAt;
     if (writes >= WRITES_BEFORE_FORCED_CHECK) {
-      this.#run();
+      this.#run(false);
     } else if (this.#inFlight === 0 && writes >= WRITES_BEFORE_CHECK) {
-      this.#timer = setTimeout(() => this.#inFlight === 0 && this.#run(), QUIET_MS);
+      this.#timer = setTimeout(() => this.#inFlight === 0 && this.#run(true), QUIET_MS);
       this.#timer.unref();
     }
   }
 
-  async #run() {
+  /** `quiet`: nobody is waiting, so a checkpoint (tens of ms) may run too. */
+  async #run(quiet) {
     if (this.#running) return;
     this.#running = true;
     this.#checkedAt = this.#database.writes;
@@ -60,7 +67,10 @@ export class Maintenance {
         const done = await this.#database.runInternal(`VACUUM (ANALYZE) ${table}`);
         // A table dropped meanwhile is no matter; anything else is worth a line in the log.
         if (done.error && done.error.code !== '42P01') process.stderr.write(`sidecar: VACUUM ${table}: ${done.error.message}\n`);
-        else this.vacuums += 1;
+      }
+      if (quiet) {
+        const wal = await this.#database.runInternal(WAL_SINCE_CHECKPOINT);
+        if (!wal.error && Number(wal.results[0].rows[0][0]) > CHECKPOINT_WAL) await this.#database.runInternal('CHECKPOINT');
       }
       await this.#database.settle();
     } catch (err) {

@@ -28,13 +28,26 @@ import { Watchdog } from './watchdog.mjs';
 // First: the owner may die while PGlite is still loading.
 const watchdog = new Watchdog(Number(arg('--owner-pid') ?? process.ppid));
 
-// PostgreSQL's last messages (PGlite hands them to onStdout/onStderr), for the error frame of
-// a failed start: "Aborted()" alone does not say that pg_control is missing.
+// PostgreSQL's messages (PGlite hands them to onStdout/onStderr) go to our log, which Python
+// keeps the end of for its errors; the last few also go into the error frame of a failed
+// start: "Aborted()" alone does not say that pg_control is missing.
+//
+// A PANIC (a WAL write that failed on a full disk, say) leaves PostgreSQL unable to go on:
+// PGlite does not stop, it spins. Once serving, the sidecar then exits at once, from inside
+// the statement, as PostgreSQL's own server would restart: the next open recovers from the
+// WAL, and no request after the PANIC is answered.
 const recentLog = [];
+let serving = false;
 function logged(line) {
-  if (!String(line).trim()) return;
-  recentLog.push(String(line).trim());
+  const text = String(line).trim();
+  if (!text) return;
+  process.stderr.write(`postgres: ${text}\n`);
+  recentLog.push(text);
   recentLog.splice(0, Math.max(0, recentLog.length - 10));
+  if (serving && (/\bPANIC:/.test(text) || text.startsWith('Aborted('))) {
+    process.stderr.write('sidecar: PostgreSQL cannot go on; exiting so that the next open recovers\n');
+    process.exit(70);
+  }
 }
 
 let encodeFrame, serve, Database, Maintenance;
@@ -157,7 +170,9 @@ async function openDatabase({ PGlite, NodeFS }) {
   const options = {
     onStdout: logged,
     onStderr: logged,
-    postgresqlconf: ['shared_buffers = 16MB', 'wal_buffers = 1MB'],
+    // max_wal_size: the most WAL a killed sidecar's next open replays when it was never quiet
+    // long enough for maintenance.mjs to checkpoint (PostgreSQL's default: 1 GB).
+    postgresqlconf: ['shared_buffers = 16MB', 'wal_buffers = 1MB', 'max_wal_size = 256MB'],
     extensions: await optionalExtensions(),
     startParams: startParams(PGlite, Boolean(dataDir)),
   };
@@ -304,6 +319,7 @@ async function main() {
   });
   process.stderr.on('error', () => {}); // nobody reads our log any more: keep serving
   serveClient(process.stdin, process.stdout, true, ownerLeft);
+  serving = true;
   watchdog.busy(null);
   process.stdout.write(encodeFrame(ready));
 }

@@ -134,16 +134,15 @@ function affectedOf(tag) {
 }
 
 /**
- * Backend messages -> one result per completed statement (with its command tag), the first
- * error, and the transaction status of the last ReadyForQuery ('I' idle, 'T' in a
- * transaction, 'E' in a failed one).
+ * Backend messages, split where each ReadyForQuery ends a part (a Sync, or a simple query):
+ * per part, one result per completed statement (with its command tag), the part's first error
+ * and how many statements completed before it, and the transaction status the part ended in
+ * ('I' idle, 'T' in a transaction, 'E' in a failed one).
  */
 export function collect(messages) {
-  const results = [];
+  const parts = [];
+  let part = { results: [], error: undefined, errorAt: undefined, status: 'I' };
   let current = { names: [], types: [], rows: [] };
-  let error;
-  let errorAt;
-  let status = 'I';
   for (const message of messages) {
     switch (message.name) {
       case 'rowDescription':
@@ -155,20 +154,23 @@ export function collect(messages) {
         break;
       case 'commandComplete':
       case 'emptyQuery': // an empty statement: no rows, nothing affected, as on PostgreSQL
-        results.push({ ...current, tag: message.text ?? '', affected: affectedOf(message.text ?? '') });
+        part.results.push({ ...current, tag: message.text ?? '', affected: affectedOf(message.text ?? '') });
         current = { names: [], types: [], rows: [] };
         break;
       case 'error':
-        if (!error) {
-          error = message;
-          errorAt = results.length;
+        if (!part.error) {
+          part.error = message;
+          part.errorAt = part.results.length;
         }
         break;
       case 'readyForQuery':
-        status = message.status;
+        part.status = message.status;
+        parts.push(part);
+        part = { results: [], error: undefined, errorAt: undefined, status: 'I' };
+        current = { names: [], types: [], rows: [] };
         break;
       default:
     }
   }
-  return { results, error, errorAt, status };
+  return parts;
 }

@@ -145,3 +145,21 @@ def test_runs_errors_are_one_line() -> None:
     assert done.stderr.strip() == "timestep: no saved state for run 'no-such-run'; `timestep runs list` shows the saved runs"
     bad_agent = timestep("runs", "resume", "--uri", "memory://", "x", "--agent", "nodots")
     assert bad_agent.returncode == 1 and "module:attribute" in bad_agent.stderr
+
+
+def test_doctor_says_how_durable_writes_are(tmp_path: Path) -> None:
+    done = timestep("doctor", "--pglite-path", str(tmp_path / "db"))
+    assert done.returncode == 0, done.stderr
+    assert "durability   durable (a write is answered once it would survive an OS crash or power loss)" in done.stdout
+    relaxed = subprocess.run(
+        [sys.executable, "-m", "timestep", "doctor", "--pglite-path", str(tmp_path / "db")],
+        capture_output=True, text=True, env=child_env(TIMESTEP_DURABILITY="relaxed"), timeout=300,
+    )
+    assert relaxed.returncode == 0, relaxed.stderr
+    assert "durability   relaxed" in relaxed.stdout
+    wrong = subprocess.run(
+        [sys.executable, "-m", "timestep", "doctor", "--pglite-path", str(tmp_path / "db")],
+        capture_output=True, text=True, env=child_env(TIMESTEP_DURABILITY="sometimes"), timeout=300,
+    )
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().splitlines() == ["timestep: TIMESTEP_DURABILITY='sometimes': use 'durable' (the default) or 'relaxed'"]

@@ -229,7 +229,7 @@ async def test_the_same_rules_on_both_backends(store: Store, table: str) -> None
     assert refused.value.statement_index == 1
     with pytest.raises(TransactionLeftOpen):
         await store.execute_script(f"BEGIN; INSERT INTO {table} VALUES (2)")
-    await store.execute_script(f"SET statement_timeout = 1; CREATE TEMP TABLE {table} (n int)")
+    await store.execute_script(f"SET statement_timeout = 4000; CREATE TEMP TABLE {table} (n int)")
     assert await store.fetchval("SELECT current_setting('statement_timeout')") == "0"
     # SET LOCAL belongs in a batch, for that transaction only.
     await store.execute_batch([("SET LOCAL statement_timeout = 5000", []), (f"INSERT INTO {table} VALUES (4)", [])])

@@ -7,6 +7,7 @@ drops to the user's ids (this checkout may sit where that user cannot read).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -23,7 +24,14 @@ import pytest
 
 from conftest import child_env
 from timestep import open_store
-from timestep.errors import DataDirUnusable, SocketUnsafe
+from timestep.errors import (
+    DatabaseError,
+    DataDirUnusable,
+    SidecarCrashed,
+    SidecarError,
+    SidecarStartFailed,
+    SocketUnsafe,
+)
 from timestep.store.datadir import DataDir
 
 pytestmark = pytest.mark.anyio
@@ -134,26 +142,49 @@ def test_a_read_only_directory_is_refused(open_tmp: Path) -> None:
     assert names(locked) == set()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of 8 MB (root only): too small for a new database."""
+@contextlib.contextmanager
+def small_disk(path: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of that size at `path` (root only), to fill."""
     if os.getuid() != 0:
         pytest.skip("mounting a small tmpfs to fill needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mount)], capture_output=True, text=True)
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
-        yield mount
+        yield path
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
+        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
-async def test_a_full_disk_is_a_typed_error_and_leaves_nothing(small_disk: Path) -> None:
-    with pytest.raises(DataDirUnusable, match="no space is left on the device"):
-        await open_store(pglite_path=small_disk / "db")
-    assert names(small_disk / "db") <= {"lock"}  # no half-copied pgdata, no staging copy
+async def test_a_full_disk_is_a_typed_error_and_leaves_nothing(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "small", 8) as disk:  # a new database takes ~40 MB
+        with pytest.raises(DataDirUnusable, match="no space is left on the device"):
+            await open_store(pglite_path=disk / "db")
+        assert names(disk / "db") <= {"lock"}  # no half-copied pgdata, no staging copy
+
+
+async def test_a_disk_that_fills_up_fails_writes_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "small", 48) as disk:  # the database, and ~9 MB to spare
+        store = await open_store(pglite_path=disk / "db")
+        await store.execute("CREATE TABLE filler (n int PRIMARY KEY, payload text)")
+        acknowledged, failures = [], []
+        for n in range(600):  # 100 KB each that does not compress: 60 MB in all
+            try:
+                await store.execute("INSERT INTO filler VALUES ($1, $2)", n, os.urandom(50_000).hex())
+                acknowledged.append(n)
+            except (DatabaseError, SidecarError) as exc:
+                failures.append(exc)
+                if len(failures) == 3:
+                    break
+        await store.aclose()
+        assert failures, "the disk never filled"
+        assert all(isinstance(f, (DatabaseError, SidecarCrashed, SidecarStartFailed)) for f in failures), failures
+        assert any("No space left on device" in str(f) or getattr(f, "sqlstate", "") == "53100" for f in failures), failures
+        subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True)  # space again
+        async with await open_store(pglite_path=disk / "db") as reopened:
+            stored = {row["n"] for row in await reopened.fetch("SELECT n FROM filler")}
+        assert set(acknowledged) <= stored
 
 
 async def test_a_staging_copy_left_by_a_killed_open_is_removed(tmp_path: Path) -> None:

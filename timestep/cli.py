@@ -61,9 +61,17 @@ async def _doctor(store: Store, args: argparse.Namespace) -> int:
         _line("sidecar", f"pid {ready.pid}, Node {ready.node}, PGlite {ready.pglite}")
     _line("server", await store.fetchval("SELECT version()"))
     _line("schema", f"version {await current_version(store)}")
+    _line("durability", _DURABILITY[store.durability])
     _line("opened in", f"{args.opened_in * 1000:.0f} ms")
     _line("round trip", f"{await _round_trip_ms(store):.3f} ms (median of 200 x SELECT 1)")
     return 0
+
+
+_DURABILITY = {
+    "durable": "durable (a write is answered once it would survive an OS crash or power loss)",
+    "relaxed": "relaxed (a killed process loses nothing; an OS crash may lose the last writes)",
+    "none": "none (in memory: nothing outlasts the process)",
+}
 
 
 async def _round_trip_ms(store: Store) -> float:

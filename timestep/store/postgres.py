@@ -58,7 +58,7 @@ def translate(exc: psycopg.Error, index: int | None = None) -> StoreError:
 
 # What a script may have changed on its connection, undone after it (the pool's setup is
 # then run again): a Store call leaves its connection as it found it.
-RESET_AFTER_SCRIPT = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOSE ALL; DISCARD TEMP"
+RESET_AFTER_SCRIPT = "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; UNLISTEN *; CLOSE ALL; DISCARD TEMP"
 # Worded as the sidecar words it (sidecar/database.mjs).
 TRANSACTION_LEFT_OPEN = (
     "the script ended inside a transaction, which was rolled back: a Store call is a transaction "
@@ -212,6 +212,7 @@ class PostgresStore(Store):
                 await conn.execute(RESET_AFTER_SCRIPT)
                 await self._configure(conn)
             except psycopg.Error as exc:
+                await conn.close()  # never back into the pool as the script left it
                 raise translate(exc) from exc
             if left_open:
                 raise TransactionLeftOpen(TRANSACTION_LEFT_OPEN)

@@ -329,7 +329,7 @@ class Link:
                 if remaining <= 0:
                     break
                 try:  # in slices: an event loop may close the fd, which would not wake select
-                    select.select([self._read_fd], [], [], min(remaining, 0.1))
+                    _readable(self._read_fd, min(remaining, 0.1))
                 except (OSError, ValueError):  # closed meanwhile by an event loop that watched it
                     break
                 self._pump()
@@ -530,6 +530,14 @@ class Sidecar:
             self._forked_away = True
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Wait until `fd` can be read, up to `timeout` seconds (poll(): select() refuses fds past
+    1023, which a process holding many files, sockets or SQLite connections reaches)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -561,7 +569,7 @@ def _await_ready(
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+        if remaining <= 0 or not _readable(fd, remaining):
             raise SidecarStartFailed(f"the {what} did not become ready in {START_TIMEOUT:.0f} s")
         data = os.read(fd, 1 << 16)
         if not data:
