@@ -50,7 +50,7 @@ export class Database {
   /**
    * `walSync`: a durability.mjs WalSync (a directory), or null (in memory: nothing to sync).
    * `activity(owner)`: told when a request of the owner (true), of another client (false) or
-   * none (null) is running in PGlite, for the watchdog.
+   * none (null) is running in PGlite, for the helper thread's watch on the owner.
    */
   constructor(pg, wire, { walSync = null, activity = () => {} } = {}) {
     this.#pg = pg;
@@ -59,41 +59,47 @@ export class Database {
     this.#activity = activity;
   }
 
-  /** Run a validated query, batch or exec request; resolve with its reply once it may be sent. */
-  async run(request, owner) {
+  /**
+   * Run a validated query, batch or exec request and hand its reply to `answer` once it may
+   * be sent: at once, or, for a write, when its WAL is synced; then from inside the sync's
+   * completion, so a reply never waits for a turn of the event loop (nor for a statement
+   * that starts meanwhile). Rejects only when PGlite itself failed (DatabaseBroken).
+   */
+  async run(request, owner, answer) {
     this.#pending += 1;
+    let outcome;
     try {
-      return await this.#run(request, owner);
-    } finally {
+      outcome = await this.#pg.runExclusive(() => this.#runNow(request, owner));
+    } catch (err) {
       this.#pending -= 1;
+      throw err;
     }
+    const { reply, mark } = outcome;
+    const answered = () => {
+      this.#pending -= 1;
+      answer(reply);
+    };
+    if (!this.#walSync || request.relaxed) return answered();
+    // Alone, a request has nothing to share its sync with, nor anything to run meanwhile:
+    // sync at once, here (the helper thread's round trip costs ~0.1 ms more).
+    if (this.#pending === 1) this.#walSync.barrier();
+    this.#walSync.afterSync(mark, answered);
   }
 
-  async #run(request, owner) {
-    const { reply, mark } = await this.#pg.runExclusive(async () => {
-      // A sync that has ended frees replies: let them go out before running anything (a long
-      // statement would hold them). One turn of the event loop per sync, not per request.
-      if (this.#walSync?.reap()) await new Promise(setImmediate);
-      this.#activity(owner);
-      if (this.#walSync) this.#walSync.relaxed = Boolean(request.relaxed);
-      try {
-        const before = this.#walSync?.commits;
-        const reply = await this.#runNow(request);
-        // In memory nothing is synced, so nothing says what wrote: count every request.
-        if (this.#walSync?.commits !== before || !this.#walSync) this.writes += 1;
-        return { reply, mark: this.#walSync?.mark() ?? 0 };
-      } finally {
-        this.#activity(null);
-        if (this.#walSync) this.#walSync.relaxed = false;
-      }
-    });
-    if (this.#walSync && !request.relaxed) {
-      // Alone, a request has nothing to share its sync with, nor anything to run meanwhile:
-      // sync at once, here (a sync thread's round trip costs ~0.1 ms more).
-      if (this.#pending === 1) this.#walSync.barrier();
-      await this.#walSync.durable(mark);
+  async #runNow(request, owner) {
+    this.#walSync?.reap(); // a sync that has ended frees replies: out they go, before anything runs
+    this.#activity(owner);
+    if (this.#walSync) this.#walSync.relaxed = Boolean(request.relaxed);
+    try {
+      const before = this.#walSync?.commits;
+      const reply = await this.#runRequest(request);
+      // In memory nothing is synced, so nothing says what wrote: count every request.
+      if (this.#walSync?.commits !== before || !this.#walSync) this.writes += 1;
+      return { reply, mark: this.#walSync?.mark() ?? 0 };
+    } finally {
+      this.#activity(null);
+      if (this.#walSync) this.#walSync.relaxed = false;
     }
-    return reply;
   }
 
   /** Run trusted SQL of the sidecar's own (maintenance) between requests: its part. */
@@ -107,10 +113,10 @@ export class Database {
 
   /** Sync what maintenance wrote, so that no later reply waits for it. */
   settle() {
-    return this.#walSync?.durable(this.#walSync.mark());
+    return new Promise((resolve) => (this.#walSync ? this.#walSync.afterSync(this.#walSync.mark(), resolve) : resolve()));
   }
 
-  async #runNow(request) {
+  async #runRequest(request) {
     const { id } = request;
     switch (request.type) {
       case 'query': {

@@ -6,10 +6,11 @@
 // and give NODEFS the operations PostgreSQL's calls reach:
 //
 //  - fsync of a WAL segment (a commit's XLogFlush) is deferred: the segment is marked, and the
-//    sidecar syncs it (fdatasync, on a thread of its own) before it answers the request.
-//    Requests that finish while a sync runs share the next one: group commit. The sync thread
-//    reports each sync done in shared memory, which the main thread reads between requests: a
-//    reply waits for its sync, and at most for the one request running when the sync ends.
+//    sidecar syncs it (fdatasync, on the helper thread: helper.mjs) before it answers the
+//    request. Requests that finish while a sync runs share the next one: group commit. The
+//    helper reports each sync done in shared memory, which the main thread reads between
+//    requests: a reply waits for its sync, and at most for the one request running when the
+//    sync ends. A request alone in flight syncs inline instead (database.mjs).
 //  - Anything else that touches a file (a data page written, a file truncated, renamed or
 //    removed, pg_control or a data file fsynced at a checkpoint) first syncs the WAL written
 //    before it, at once, then goes ahead. PostgreSQL's rule is "WAL before data"; deferring
@@ -25,38 +26,10 @@
 // (it PANICs), the sidecar then exits: the next open replays the WAL that is on disk, and no
 // request whose WAL was not synced was ever answered.
 import fs from 'node:fs';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { MAX_SYNC_FDS } from './helper.mjs';
 
 const WAL_SEGMENT = /\/pg_wal\/[0-9A-F]{24}$/;
 const MAX_OPEN_SEGMENTS = 8; // fds kept for syncing; a segment is 16 MB of WAL
-
-/** The thread that runs fdatasync calls, so the main thread can go on running requests. */
-class SyncThread {
-  #state = new Int32Array(new SharedArrayBuffer(8)); // [0]: syncs done; [1]: a failure's errno
-  #worker;
-  #started = 0;
-
-  /** `onDone()`: a sync ended (a message, for when the main thread is waiting on nothing else). */
-  constructor(onDone) {
-    this.#worker = new Worker(new URL(import.meta.url), { workerData: { syncState: this.#state.buffer } });
-    this.#worker.on('message', onDone);
-    this.#worker.unref();
-  }
-
-  /** Sync these fds; the number the sync is known by. */
-  start(fds) {
-    this.#worker.postMessage(fds);
-    this.#started += 1;
-    return this.#started;
-  }
-
-  /** Whether sync number `n` has ended; throws if one failed. */
-  ended(n) {
-    const failed = Atomics.load(this.#state, 1);
-    if (failed) fatal(`fdatasync of a WAL segment failed (errno ${failed})`);
-    return Atomics.load(this.#state, 0) >= n;
-  }
-}
 
 /** Tracks WAL that PostgreSQL asked to be synced, and syncs it before replies go out. */
 export class WalSync {
@@ -66,38 +39,43 @@ export class WalSync {
   #requested = 0; // counts PostgreSQL's WAL fsyncs; a reply waits until `#synced` reaches its mark
   #synced = 0;
   #running = null; // the sync in progress: { number, segments, covering }
-  #waiters = []; // { mark, resolve }
-  #thread = new SyncThread(() => this.reap());
+  #waiters = []; // { mark, then }, in the order of their marks
+  #helper;
   relaxed = false; // set while a relaxed request runs
   commits = 0; // PostgreSQL's WAL fsyncs, relaxed or not: what maintenance.mjs counts
+
+  /** `helper`: the helper.mjs thread the syncs run on. */
+  constructor(helper) {
+    this.#helper = helper;
+  }
 
   /** The WAL a reply depends on: everything PostgreSQL has asked to sync so far. */
   mark() {
     return this.#requested;
   }
 
-  /** Resolves once the WAL up to `mark` is on stable storage (at once if it already is). */
-  durable(mark) {
-    if (mark <= this.#synced) return undefined;
-    const waiting = new Promise((resolve) => this.#waiters.push({ mark, resolve }));
+  /** Call `then()` once the WAL up to `mark` is on stable storage: now if it already is, else
+   * from inside the sync's completion (`reap`, or a barrier). */
+  afterSync(mark, then) {
+    if (mark <= this.#synced) return then();
+    this.#waiters.push({ mark, then });
     this.#startSync();
-    return waiting;
   }
 
-  /** Take in a sync that has ended: the replies it covers may go. True if it freed some. */
+  /** Take in a sync that has ended: what waited for it goes on. */
   reap() {
     const running = this.#running;
-    if (!running || !this.#thread.ended(running.number)) return false;
+    if (!running) return false;
+    const { done, errno } = this.#helper.synced(running.number);
+    if (errno) fatal(`fdatasync of a WAL segment failed (errno ${errno})`);
+    if (!done) return false;
     this.#running = null;
     for (const segment of running.segments) {
       segment.busy -= 1;
       if (segment.orphan && !segment.busy) fs.closeSync(segment.fd);
     }
-    const waiting = this.#waiters.length;
     this.#settle(running.covering);
-    const freed = this.#waiters.length < waiting;
     if (this.#waiters.length) this.#startSync();
-    return freed;
   }
 
   /** PostgreSQL fsynced a WAL segment: remember it; the sync happens before the reply. */
@@ -143,23 +121,26 @@ export class WalSync {
 
   #startSync() {
     if (this.#running || !this.#dirty.size) return;
+    if (this.#dirty.size > MAX_SYNC_FDS) {
+      this.barrier(); // relaxed writes spread over many segments: rare; sync them here
+      return;
+    }
     const segments = [...this.#dirty];
     this.#dirty.clear();
     this.#barrierNeeded = false; // the running sync's segments are covered by `#running`
     for (const segment of segments) segment.busy += 1;
-    const number = this.#thread.start(segments.map((segment) => segment.fd));
+    const number = this.#helper.sync(segments.map((segment) => segment.fd));
     this.#running = { number, segments, covering: this.#requested };
+    this.#helper.whenSynced(number).then(() => this.reap()); // for when nothing else wakes us
   }
 
   #settle(covering) {
     if (covering <= this.#synced) return;
     this.#synced = covering;
-    const still = [];
-    for (const waiter of this.#waiters) {
-      if (waiter.mark <= this.#synced) waiter.resolve();
-      else still.push(waiter);
-    }
-    this.#waiters = still;
+    // Waiters come in the order of their marks: resolve from the front.
+    let freed = 0;
+    while (freed < this.#waiters.length && this.#waiters[freed].mark <= covering) this.#waiters[freed++].then();
+    if (freed) this.#waiters.splice(0, freed);
   }
 
   #closeIdle() {
@@ -227,20 +208,4 @@ export function installDurableFs(mod, walSync) {
     walSync.forget(NODEFS.realPath(oldNode));
     return rename(oldNode, newDir, newName);
   };
-}
-
-// The sync thread: fdatasync each batch of fds it is sent, then count it done.
-if (!isMainThread && workerData?.syncState) {
-  const state = new Int32Array(workerData.syncState);
-  parentPort.on('message', (fds) => {
-    for (const fd of fds) {
-      try {
-        fs.fdatasyncSync(fd);
-      } catch (err) {
-        Atomics.store(state, 1, Math.abs(err.errno ?? 1) || 1);
-      }
-    }
-    Atomics.add(state, 0, 1);
-    parentPort.postMessage(0);
-  });
 }

@@ -122,7 +122,7 @@ export function serve({ database, input, output, owner, onEnd, onClose, onFatal,
         send({ type: 'closed', id });
         return onClose(output);
       }
-      return send(await database.run(request, owner));
+      return await database.run(request, owner, send);
     } catch (err) {
       send(errorReply(id, err));
       if (err instanceof DatabaseBroken) onFatal(err);

@@ -11,22 +11,23 @@
 //   --owner-pid PID (any mode)                       the process it serves (default: its parent)
 //
 // When stdin closes (its parent died or let go) it exits, unless processes connected to its
-// socket still use it: then it serves them and exits when the last one leaves. A watchdog
-// thread makes sure of it while the main thread is busy (watchdog.mjs).
+// socket still use it: then it serves them and exits when the last one leaves. A helper
+// thread makes sure of it while the main thread is busy (helper.mjs).
 //
 // The modules: serve.mjs (a client's frames), database.mjs (running requests), wire.mjs (the
 // PostgreSQL protocol), isolation.mjs (one shared session, no state leaking between requests),
-// durability.mjs (fsync before a reply), maintenance.mjs (vacuum), watchdog.mjs.
+// durability.mjs (fsync before a reply), maintenance.mjs (vacuum, checkpoints), helper.mjs (the
+// thread beside the main one: WAL syncs, and the owner's watch).
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installDurableFs, WalSync } from './durability.mjs';
 import { SEARCH_PATH } from './isolation.mjs';
-import { Watchdog } from './watchdog.mjs';
+import { Helper } from './helper.mjs';
 
 // First: the owner may die while PGlite is still loading.
-const watchdog = new Watchdog(Number(arg('--owner-pid') ?? process.ppid));
+const helper = new Helper(Number(arg('--owner-pid') ?? process.ppid));
 
 // PostgreSQL's messages (PGlite hands them to onStdout/onStderr) go to our log, which Python
 // keeps the end of for its errors; the last few also go into the error frame of a failed
@@ -178,7 +179,7 @@ async function openDatabase({ PGlite, NodeFS }) {
   };
   let walSync = null;
   if (dataDir) {
-    walSync = new WalSync();
+    walSync = new WalSync(helper);
     const sync = walSync;
     class DurableNodeFS extends NodeFS {
       async init(pg, emscriptenOptions) {
@@ -221,7 +222,7 @@ async function main() {
     failStartup(`PGlite could not open the database${where}: ${err?.message ?? err}${log}`);
     return;
   }
-  const database = new Database(pg, wire, { walSync, activity: (owner) => watchdog.busy(owner) });
+  const database = new Database(pg, wire, { walSync, activity: (owner) => helper.busy(owner) });
   const maintenance = new Maintenance(database);
 
   // Lifetime: the sidecar serves its owner (stdin/stdout) and any processes connected to
@@ -265,7 +266,7 @@ async function main() {
   }
   function clientLeft(conn) {
     if (!clients.delete(conn)) return;
-    watchdog.clients(clients.size);
+    helper.clients(clients.size);
     conn.end(); // after what we still have to say (a refused frame's error)
     setTimeout(() => conn.destroy(), 1000).unref();
     if (ownerGone && !clients.size) shutdown(0);
@@ -304,7 +305,7 @@ async function main() {
     server = net.createServer((conn) => {
       if (shuttingDown) return conn.destroy(); // the client retries and starts its own
       clients.add(conn);
-      watchdog.clients(clients.size);
+      helper.clients(clients.size);
       conn.on('error', () => clientLeft(conn));
       conn.write(encodeFrame(ready));
       serveClient(conn, conn, false, () => clientLeft(conn));
@@ -320,7 +321,7 @@ async function main() {
   process.stderr.on('error', () => {}); // nobody reads our log any more: keep serving
   serveClient(process.stdin, process.stdout, true, ownerLeft);
   serving = true;
-  watchdog.busy(null);
+  helper.busy(null);
   process.stdout.write(encodeFrame(ready));
 }
 
