@@ -9,7 +9,7 @@ does to its store:
   items with `pop_item` once it passes 60, and cleared now and then;
 - durable-run cycles: a paused run saved, loaded, approved (a decision recorded) and saved
   again as the run goes on, and cleared when done.
-For each window it prints the database's size, the two tables' sizes, and the median, 99th
+For each window it prints the database's size, its WAL's, the two tables' sizes, and the median, 99th
 percentile and worst latency of each operation. The first window is the baseline: a store
 that keeps up shows the same figures in the last one. Then the sidecar is killed (SIGKILL)
 and the time to the next first query, PostgreSQL's crash recovery included, is printed
@@ -52,7 +52,7 @@ async def first_query_s(path: Path) -> float:
 
 async def sizes(store: Store) -> dict[str, float]:
     row = await store.fetchrow(
-        "SELECT pg_database_size(current_database()) AS db, "
+        "SELECT pg_database_size(current_database()) AS db, (SELECT sum(size) FROM pg_ls_waldir()) AS wal, "
         "pg_total_relation_size('agent_messages') AS messages, pg_total_relation_size('run_states') AS runs"
     )
     assert row is not None
@@ -118,7 +118,7 @@ async def main(seconds: float, window_seconds: float) -> None:
                 turn += 1
             size = await sizes(store)
             rows.append([
-                f"{time.monotonic() - started:.0f}", f"{turn}", f"{size['db']:.1f}", f"{size['messages']:.2f}",
+                f"{time.monotonic() - started:.0f}", f"{turn}", f"{size['db']:.1f}", f"{size['wal']:.0f}", f"{size['messages']:.2f}",
                 f"{size['runs']:.2f}", window.row("turn"), window.row("save"), window.row("load"), window.row("pop"),
             ])
             print("  ".join(rows[-1]), file=sys.stderr, flush=True)  # progress
@@ -129,13 +129,13 @@ async def main(seconds: float, window_seconds: float) -> None:
     clean = await first_query_s(work / "pglite")
     print(f"timestep soak benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}; PGlite, durable; "
           f"{seconds:.0f} s in windows of {window_seconds:.0f} s; latencies in ms as median / p99 / worst")
-    header = ["s", "turns", "db MB", "messages MB", "run_states MB", "turn (get / add)", "save", "load", "pop"]
+    header = ["s", "turns", "db MB", "WAL MB", "messages MB", "run_states MB", "turn (get / add)", "save", "load", "pop"]
     print_columns([header, *rows])
     first, last = rows[0], rows[-1]
     print(f"first query after the sidecar was killed: {recovered:.2f} s (crash recovery); after a clean close: {clean:.2f} s")
     print(f"last window / first: db size {float(last[2]) / float(first[2]):.2f}x, "
-          f"turn median {float(last[5].split()[0]) / float(first[5].split()[0]):.2f}x, "
-          f"save median {float(last[6].split()[0]) / float(first[6].split()[0]):.2f}x")
+          f"turn median {float(last[6].split()[0]) / float(first[6].split()[0]):.2f}x, "
+          f"save median {float(last[7].split()[0]) / float(first[7].split()[0]):.2f}x")
 
 
 if __name__ == "__main__":

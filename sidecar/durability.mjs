@@ -84,9 +84,9 @@ export class WalSync {
     if (!segment) {
       segment = { fd: fs.openSync(hostPath, 'r'), busy: 0 }; // fdatasync syncs the file, through any fd
       this.#segments.set(hostPath, segment);
-      this.#closeIdle();
     }
     this.#dirty.add(segment);
+    this.#closeIdle();
     this.commits += 1;
     if (this.relaxed) return;
     this.#requested += 1;
@@ -206,6 +206,7 @@ export function installDurableFs(mod, walSync) {
   const rename = nodes.rename;
   nodes.rename = (oldNode, newDir, newName) => {
     walSync.forget(NODEFS.realPath(oldNode));
+    walSync.forget(realPath(newDir, newName)); // a segment of that name is replaced
     return rename(oldNode, newDir, newName);
   };
 }

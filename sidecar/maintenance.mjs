@@ -8,9 +8,11 @@
 // autovacuum's own default thresholds, and runs VACUUM (ANALYZE) on each, one table per turn:
 // a request that arrives meanwhile waits for at most one table.
 //
-// Checkpoints: with no checkpointer, PostgreSQL checkpoints only when max_wal_size of WAL has
-// piled up, and a sidecar killed before then replays all of it at the next open. So when quiet,
-// once CHECKPOINT_WAL bytes of WAL follow the last checkpoint, the sidecar runs one.
+// Checkpoints: single-user PostgreSQL never checkpoints by itself (max_wal_size asks the
+// checkpointer, which it lacks): WAL piles up on disk, and a sidecar killed after hours of
+// work replays all of it at the next open. So when quiet, once CHECKPOINT_WAL bytes of WAL
+// follow the last checkpoint, the sidecar runs one; never quiet, it does past FORCED_CHECKPOINT_WAL
+// (between requests: a checkpoint writes at most shared_buffers, 16 MB, and syncs).
 
 const QUIET_MS = 200; // no request in flight for this long: a good moment
 const WRITES_BEFORE_CHECK = 200; // committed write requests since the last check
@@ -21,6 +23,7 @@ const WRITES_BEFORE_FORCED_CHECK = 1000; // never quiet: check between requests 
 const FLUSH_STATS = 'SELECT pg_stat_force_next_flush()';
 // autovacuum_vacuum_threshold 50 + scale factor 0.2, autovacuum_analyze_threshold 50 + 0.1.
 const CHECKPOINT_WAL = 32 * 2 ** 20;
+const FORCED_CHECKPOINT_WAL = 128 * 2 ** 20;
 const WAL_SINCE_CHECKPOINT = 'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), (pg_control_checkpoint()).redo_lsn)';
 const TABLES_TO_VACUUM = `SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
   WHERE n_dead_tup > 50 + 0.2 * n_live_tup OR n_mod_since_analyze > 50 + 0.1 * n_live_tup
@@ -54,7 +57,7 @@ export class Maintenance {
     }
   }
 
-  /** `quiet`: nobody is waiting, so a checkpoint (tens of ms) may run too. */
+  /** `quiet`: nobody is waiting, so a checkpoint may run at less WAL. */
   async #run(quiet) {
     if (this.#running) return;
     this.#running = true;
@@ -68,10 +71,9 @@ export class Maintenance {
         // A table dropped meanwhile is no matter; anything else is worth a line in the log.
         if (done.error && done.error.code !== '42P01') process.stderr.write(`sidecar: VACUUM ${table}: ${done.error.message}\n`);
       }
-      if (quiet) {
-        const wal = await this.#database.runInternal(WAL_SINCE_CHECKPOINT);
-        if (!wal.error && Number(wal.results[0].rows[0][0]) > CHECKPOINT_WAL) await this.#database.runInternal('CHECKPOINT');
-      }
+      const wal = await this.#database.runInternal(WAL_SINCE_CHECKPOINT);
+      const walBytes = wal.error ? 0 : Number(wal.results[0].rows[0][0]);
+      if (walBytes > (quiet ? CHECKPOINT_WAL : FORCED_CHECKPOINT_WAL)) await this.#database.runInternal('CHECKPOINT');
       await this.#database.settle();
     } catch (err) {
       process.stderr.write(`sidecar: maintenance failed: ${err?.message ?? err}\n`);

@@ -171,9 +171,7 @@ async function openDatabase({ PGlite, NodeFS }) {
   const options = {
     onStdout: logged,
     onStderr: logged,
-    // max_wal_size: the most WAL a killed sidecar's next open replays when it was never quiet
-    // long enough for maintenance.mjs to checkpoint (PostgreSQL's default: 1 GB).
-    postgresqlconf: ['shared_buffers = 16MB', 'wal_buffers = 1MB', 'max_wal_size = 256MB'],
+    postgresqlconf: ['shared_buffers = 16MB', 'wal_buffers = 1MB'],
     extensions: await optionalExtensions(),
     startParams: startParams(PGlite, Boolean(dataDir)),
   };

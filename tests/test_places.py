@@ -324,3 +324,35 @@ async def test_an_impostor_on_the_socket_is_refused_before_anything_is_sent(tmp_
         impostor.kill()
         impostor.wait()
 
+
+
+def test_javascript_refuses_a_socket_that_is_not_the_users_alone(tmp_path: Path) -> None:
+    """js/sidecar-client.mjs finds the socket in the lock file, and checks it as Python does."""
+    from timestep.store.node import find_node
+
+    data_dir = DataDir(tmp_path / "db")
+    data_dir.check()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    fd = data_dir.try_lock()
+    assert fd is not None
+    try:
+        data_dir.write_holder(fd, "a process", str(shared / "sidecar.sock"))
+        client = Path(__file__).resolve().parent.parent / "js" / "sidecar-client.mjs"
+        script = f"import {{ SidecarClient }} from {json.dumps(str(client))};\n" + textwrap.dedent(
+            """
+            try {
+              await SidecarClient.connect(process.argv[1]);
+              console.log('connected');
+            } catch (err) {
+              console.log(err.message);
+            }
+            """
+        )
+        done = subprocess.run([find_node(), "--input-type=module", "-e", script, str(data_dir.root)], capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(fd)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refusing to connect to the timestep sidecar"), done.stdout
+    assert "is not yours alone" in done.stdout

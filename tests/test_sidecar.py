@@ -465,3 +465,25 @@ async def test_new_directories_come_from_the_cached_template(tmp_path: Path) -> 
         pass
     assert template.tarball.stat().st_mtime_ns == stamp  # reused, not remade
     assert (tmp_path / "b" / "pgdata" / "PG_VERSION").read_text() == (template.pgdata / "PG_VERSION").read_text()
+
+
+async def test_a_sidecar_killed_after_much_wal_recovers_everything(tmp_path: Path) -> None:
+    """Recovery replays more WAL segments than the sidecar keeps open for syncing (8 of 16 MB)."""
+    store = await open_store(pglite_path=tmp_path)
+    assert isinstance(store, PGliteStore)
+    try:
+        await store.execute("CREATE TABLE heavy (n int, payload text)")
+        # ~150 MB of WAL in one statement: random hex does not compress.
+        await store.execute(
+            "INSERT INTO heavy SELECT n, (SELECT string_agg(md5(random()::text || n || i), '') FROM generate_series(1, 3000) i) "
+            "FROM generate_series(1, 1600) n"
+        )
+        wal = await store.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), (pg_control_checkpoint()).redo_lsn)")
+        assert wal > 9 * 16 * 2**20
+        link = store.sidecar.link
+        assert link is not None and link.process is not None
+        os.kill(link.ready.pid, signal.SIGKILL)
+        link.process.wait()
+        assert await store.fetchval("SELECT count(*) FROM heavy") == 1600  # a new sidecar, after recovery
+    finally:
+        await store.aclose()
