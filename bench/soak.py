@@ -133,7 +133,7 @@ async def main(seconds: float, window_seconds: float) -> None:
     print_columns([header, *rows])
     first, last = rows[0], rows[-1]
     print(f"first query after the sidecar was killed: {recovered:.2f} s (crash recovery); after a clean close: {clean:.2f} s")
-    print(f"last window / first: db size {float(last[2]) / float(first[2]):.2f}x, "
+    print(f"WAL at most {max(float(row[3]) for row in rows):.0f} MB; last window / first: db size {float(last[2]) / float(first[2]):.2f}x, "
           f"turn median {float(last[6].split()[0]) / float(first[6].split()[0]):.2f}x, "
           f"save median {float(last[7].split()[0]) / float(first[7].split()[0]):.2f}x")
 

@@ -12,7 +12,9 @@
 // checkpointer, which it lacks): WAL piles up on disk, and a sidecar killed after hours of
 // work replays all of it at the next open. So when quiet, once CHECKPOINT_WAL bytes of WAL
 // follow the last checkpoint, the sidecar runs one; never quiet, it does past FORCED_CHECKPOINT_WAL
-// (between requests: a checkpoint writes at most shared_buffers, 16 MB, and syncs).
+// (between requests: a checkpoint writes at most shared_buffers, 16 MB, and syncs). A checkpoint
+// keeps old segments for reuse up to max_wal_size (server.mjs sets it to FORCED_CHECKPOINT_WAL),
+// so the WAL directory stays near that size however long the sidecar runs.
 
 const QUIET_MS = 200; // no request in flight for this long: a good moment
 const WRITES_BEFORE_CHECK = 200; // committed write requests since the last check
@@ -22,8 +24,10 @@ const WRITES_BEFORE_FORCED_CHECK = 1000; // never quiet: check between requests 
 // the end of this statement (else at most once a second, at the end of some later one).
 const FLUSH_STATS = 'SELECT pg_stat_force_next_flush()';
 // autovacuum_vacuum_threshold 50 + scale factor 0.2, autovacuum_analyze_threshold 50 + 0.1.
-const CHECKPOINT_WAL = 32 * 2 ** 20;
-const FORCED_CHECKPOINT_WAL = 128 * 2 ** 20;
+const CHECKPOINT_WAL = 16 * 2 ** 20;
+const FORCED_CHECKPOINT_WAL = 64 * 2 ** 20;
+/** postgresql.conf lines: segments kept for reuse after a checkpoint (see above). */
+export const WAL_SETTINGS = ['max_wal_size = 64MB', 'min_wal_size = 32MB'];
 const WAL_SINCE_CHECKPOINT = 'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), (pg_control_checkpoint()).redo_lsn)';
 const TABLES_TO_VACUUM = `SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
   WHERE n_dead_tup > 50 + 0.2 * n_live_tup OR n_mod_since_analyze > 50 + 0.1 * n_live_tup

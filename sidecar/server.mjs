@@ -51,7 +51,7 @@ function logged(line) {
   }
 }
 
-let encodeFrame, serve, Database, Maintenance;
+let encodeFrame, serve, Database, Maintenance, WAL_SETTINGS;
 
 function arg(name) {
   const at = process.argv.indexOf(name);
@@ -94,7 +94,7 @@ async function loadModules() {
     ({ encodeFrame } = await import('./frames.mjs'));
     ({ serve } = await import('./serve.mjs'));
     ({ Database } = await import('./database.mjs'));
-    ({ Maintenance } = await import('./maintenance.mjs'));
+    ({ Maintenance, WAL_SETTINGS } = await import('./maintenance.mjs'));
   } catch (err) {
     failStartup(`cannot load @msgpack/msgpack (${err.message}); run \`npm ci\` in the timestep checkout`);
     return null;
@@ -171,7 +171,7 @@ async function openDatabase({ PGlite, NodeFS }) {
   const options = {
     onStdout: logged,
     onStderr: logged,
-    postgresqlconf: ['shared_buffers = 16MB', 'wal_buffers = 1MB'],
+    postgresqlconf: ['shared_buffers = 16MB', 'wal_buffers = 1MB', ...WAL_SETTINGS],
     extensions: await optionalExtensions(),
     startParams: startParams(PGlite, Boolean(dataDir)),
   };

@@ -31,3 +31,20 @@ async def test_tables_that_churn_stay_small(tmp_path: Path) -> None:
     # 6,000 rows of 1 KB were written; without VACUUM the table holds them all (measured: 6.7 MB).
     assert size < 1 << 20, f"the queue of 100 rows takes {size / 1024:.0f} KB"
     assert vacuumed >= 1
+
+
+async def test_the_wal_stays_bounded_under_constant_writes(tmp_path: Path) -> None:
+    """Single-user PostgreSQL never checkpoints by itself: the sidecar does, so old WAL is reused or removed."""
+    async with await open_store(pglite_path=tmp_path / "db") as store:
+        await store.execute("CREATE TABLE heavy (n int, payload text)")
+        for n in range(1100):  # never idle: past the count after which the sidecar checks anyway
+            # ~96 KB of WAL per row (random hex does not compress): ~100 MB in all.
+            await store.execute(
+                "INSERT INTO heavy SELECT $1, (SELECT string_agg(md5(random()::text || i), '') FROM generate_series(1, 3000) i)", n
+            )
+            if n % 2:
+                await store.execute("DELETE FROM heavy WHERE n = $1", n - 1)
+        written = await store.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+        on_disk = await store.fetchval("SELECT sum(size) FROM pg_ls_waldir()")
+    assert written > 100 * 2**20
+    assert on_disk <= 80 * 2**20, f"{on_disk / 2**20:.0f} MB of WAL on disk after {written / 2**20:.0f} MB written"
