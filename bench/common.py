@@ -6,7 +6,10 @@ import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from timestep import open_store
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 SESSION_TABLES = ("agent_sessions", "agent_messages", "message_structure", "session_ttl")
@@ -24,6 +27,14 @@ def postgres_uri() -> str | None:
         return LOCAL_PG
     except Exception:
         return None
+
+
+async def first_query_s(path: Path) -> float:
+    """Seconds from opening the PGlite directory `path` (a sidecar started) to the answer of a first query."""
+    begin = time.perf_counter()
+    async with await open_store(pglite_path=path) as store:
+        await store.fetchval("SELECT 1")
+        return time.perf_counter() - begin
 
 
 def print_columns(rows: Sequence[Sequence[object]]) -> None:

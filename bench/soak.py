@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import Agent, set_tracing_disabled
-from common import print_columns
+from common import first_query_s, print_columns
 from runs import paused_state
 from session import history_item
 
@@ -41,13 +41,6 @@ from timestep.session import Session
 from timestep.store import Store
 
 SESSIONS = 20
-
-
-async def first_query_s(path: Path) -> float:
-    begin = time.perf_counter()
-    async with await open_store(pglite_path=path) as store:
-        await store.fetchval("SELECT 1")
-    return time.perf_counter() - begin
 
 
 async def sizes(store: Store) -> dict[str, float]:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import postgres_uri, print_columns
+from common import first_query_s, postgres_uri, print_columns
 
 from timestep import open_store
 from timestep.store import Store
@@ -75,13 +75,6 @@ def rss_mb(pid: int) -> tuple[float, float]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     kb = lambda name: int(fields[name].split()[0]) / 1024  # noqa: E731
     return kb("VmHWM"), kb("VmRSS")
-
-
-async def first_query_s(path: Path) -> float:
-    begin = time.perf_counter()
-    async with await open_store(pglite_path=path) as store:
-        await store.fetchval("SELECT 1")
-        return time.perf_counter() - begin
 
 
 def node_floor(data_dir: Path, warmup: int, rounds: int) -> dict[str, Any]:
