@@ -48,8 +48,11 @@ def history_item(n: int) -> dict[str, Any]:
     return {"role": role, "content": f"message {n}: " + "the quick brown fox jumps over the lazy dog " * 3}
 
 
-async def per_turn_ms(makers: dict[str, Callable[[str], SessionABC]], length: int, turns: int, warmup: int) -> dict[str, float]:
-    """Median ms per turn of each implementation, their turns taken in turns (common.py)."""
+async def per_turn_ms(
+    makers: dict[str, Callable[[str], SessionABC]], length: int, turns: int, warmup: int, prepared_hook: Callable[[], Awaitable[None]]
+) -> dict[str, float]:
+    """Median ms per turn of each implementation, their turns taken in turns (common.py).
+    `prepared_hook` runs once the sessions are prepared, before the first timed turn."""
     history = [history_item(n) for n in range(length)]
     new_items = [history_item(n) for n in range(length, length + 3)]
     prepared: dict[str, Iterator[SessionABC]] = {}
@@ -58,6 +61,7 @@ async def per_turn_ms(makers: dict[str, Callable[[str], SessionABC]], length: in
         for session in sessions:
             await session.add_items(history)
         prepared[name] = iter(sessions)
+    await prepared_hook()
 
     def turn(name: str) -> Callable[[], Awaitable[None]]:
         async def one_turn() -> None:
@@ -89,8 +93,12 @@ async def main(turns: int, warmup: int) -> None:
             makers["Session, PostgreSQL"] = lambda sid: Session(sid, store=server)
             engine = _sqlalchemy_engine(uri, stack)
             makers["SQLAlchemySession, PostgreSQL"] = lambda sid: _sqlalchemy_session(sid, engine)
+        async def analyze() -> None:  # what autovacuum would have done by now, if the server runs it
+            if uri:
+                await vacuum(server, *SESSION_TABLES, "bench_sa_sessions", "bench_sa_messages")
+
         for n in LENGTHS:
-            medians = await per_turn_ms(makers, n, turns if n < 1000 else turns // 3, warmup)
+            medians = await per_turn_ms(makers, n, turns if n < 1000 else turns // 3, warmup, analyze)
             for name, median in medians.items():
                 results.setdefault(name, {})[n] = median
         for sqlite_session in sqlite_sessions:
