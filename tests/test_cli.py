@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,16 +128,31 @@ async def test_runs_list_show_approve_reject_resume(target: tuple[Store, list[st
         missing = timestep("runs", "approve", *options, run_id, "--call", "call_9")
         assert missing.returncode == 1 and "pending: call_1_0, call_1_1" in missing.stderr
 
-        resumed = subprocess.run(
-            [sys.executable, "-m", "timestep", "runs", "resume", *options, run_id, "--agent", "banker:make_agent"],
-            capture_output=True, text=True, timeout=300,
-            env=child_env(FAKE_MODEL_URL=server.base_url, PYTHONPATH=str(Path(banker.__file__).parent) + os.pathsep + child_env()["PYTHONPATH"]),
-        )
+        resumed = resume(options, run_id, server)
         assert resumed.returncode == 0, resumed.stderr
         assert resumed.stdout.strip() == f"run {run_id} finished: Sent 5; main stays open."
         second = server.requests[1].text()
         assert "sent 5" in second and "Not today." in second and "closed main" not in second
-    assert [r.status for r in await RunStateStore.list_runs(store) if r.run_id == run_id] == ["saved"]
+
+        # The run is finished: nothing more can be decided or resumed, and nothing runs again.
+        assert timestep("runs", "show", *options, run_id).stdout.strip() == f"run {run_id}: finished, output: Sent 5; main stays open."
+        again = timestep("runs", "approve", *options, run_id)
+        assert again.returncode == 1 and again.stderr.count("\n") == 1 and "is finished" in again.stderr
+        again = resume(options, run_id, server)
+        assert again.returncode == 1 and again.stderr.count("\n") == 1 and "is finished" in again.stderr
+        assert len(server.requests) == 2
+    assert [r.status for r in await RunStateStore.list_runs(store) if r.run_id == run_id] == ["finished"]
+
+
+def resume(options: list[str], run_id: str, server: Any) -> subprocess.CompletedProcess[str]:
+    """`timestep runs resume RUN --agent banker:make_agent`, against the fake model `server`."""
+    import banker
+
+    return subprocess.run(
+        [sys.executable, "-m", "timestep", "runs", "resume", *options, run_id, "--agent", "banker:make_agent"],
+        capture_output=True, text=True, timeout=300,
+        env=child_env(FAKE_MODEL_URL=server.base_url, PYTHONPATH=str(Path(banker.__file__).parent) + os.pathsep + child_env()["PYTHONPATH"]),
+    )
 
 
 def test_runs_errors_are_one_line() -> None:

@@ -167,17 +167,36 @@ async def _runs_list(store: Store, args: argparse.Namespace) -> int:
 
     runs = await RunStateStore.list_runs(store, limit=args.limit)
     print_table(
-        ["run_id", "agent", "status", "pending", "sdk", "saved_at"],
-        [(r.run_id, r.agent_name, r.status, r.pending_approvals, r.sdk, r.saved_at) for r in runs],
+        ["run_id", "agent", "status", "pending", "sdk", "saved_at", "detail"],
+        [(r.run_id, r.agent_name, r.status, r.pending_approvals, r.sdk, r.saved_at, _run_detail(r, 60)) for r in runs],
     )
     return 0
+
+
+def _run_detail(run: Any, width: int | None = None) -> str:
+    """What a run's status says beyond its name: who holds it, its output, its error."""
+    if run.status == "running":
+        detail = f"held by {run.lease_owner} until {run.lease_expires_at}"
+    elif run.status == "finished":
+        output = run.final_output
+        detail = "output: " + (output if isinstance(output, str) else json.dumps(output, ensure_ascii=False))
+    elif run.status == "failed":
+        detail = f"error: {run.error}"
+    else:
+        detail = ""
+    return detail if width is None or len(detail) <= width else detail[: width - 1] + "…"
 
 
 async def _runs_show(store: Store, args: argparse.Namespace) -> int:
     from .run_state import RunStateStore
 
+    run = await RunStateStore.find_run(args.run_id, store)
+    if run.status not in ("interrupted", "failed"):
+        print(f"run {args.run_id}: {run.status}, {_run_detail(run)}")
+        return 0
     calls = await RunStateStore.pending_calls(args.run_id, store)
-    print(f"run {args.run_id}: {len(calls)} tool call{'' if len(calls) == 1 else 's'} waiting for approval")
+    failed = f" (failed: {run.error}; it can be resumed again)" if run.status == "failed" else ""
+    print(f"run {args.run_id}: {len(calls)} tool call{'' if len(calls) == 1 else 's'} waiting for approval{failed}")
     for call in calls:
         decision = "undecided"
         if call.decision is not None:
@@ -213,8 +232,8 @@ async def _runs_resume(store: Store, args: argparse.Namespace) -> int:
     agent = _import_agent(args.agent)
     runs = RunStateStore(agent, args.run_id, store=store)
     state = await runs.load()
-    result = await consume_result(await run_agent(agent, state, Session(args.run_id, store=store)))
-    await runs.save(result.to_state())
+    # Claimed before anything runs: a finished run, or one another process holds, is refused.
+    result = await consume_result(await run_agent(agent, state, Session(args.run_id, store=store), run_store=runs))
     if result.interruptions:
         names = ", ".join(f"{i.raw_item.call_id} ({i.raw_item.name})" for i in result.interruptions)
         print(f"run {args.run_id} paused again, waiting for approval of: {names}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TimestepError(Exception):
     """Base class of every error timestep raises."""
@@ -174,6 +176,35 @@ class RunStateNotFound(TimestepError, LookupError):
 class InvalidRunState(TimestepError, ValueError):
     """A stored run state cannot be resumed (unknown schema version, corrupt JSON, an agent the
     graph lacks); the stored row is left as it was."""
+
+
+class InvalidDecision(InvalidRunState):
+    """A recorded approval or rejection is not `{"approved": true|false, "message": text|null}`
+    (the message names the run and the call); nothing was written or applied."""
+
+
+class RunNotResumable(TimestepError):
+    """A durable run cannot be started or resumed by this process, and nothing ran: it is
+    finished, another process holds it (`lease_owner` until `lease_expires_at`), or the state
+    given is not its latest save (`reason`: "finished", "held", "superseded", "missing" or
+    "lost", when this process's hold ran out while it ran)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        reason: str,
+        status: str | None = None,
+        lease_owner: str | None = None,
+        lease_expires_at: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.reason = reason
+        self.status = status
+        self.lease_owner = lease_owner
+        self.lease_expires_at = lease_expires_at
 
 
 class UnconvertibleRunState(InvalidRunState):

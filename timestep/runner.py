@@ -12,7 +12,12 @@ from agents.models.multi_provider import MultiProvider
 from agents.run import DEFAULT_MAX_TURNS
 from agents.run_state import RunState
 
+from .durable_run import RunLease
 from .models import MultiModelProvider
+from .run_state import RunStateStore
+
+# The attribute run_agent sets on a durable streamed result: its lease, which consume_result ends.
+_LEASE = "_timestep_lease"
 
 _default_provider: MultiModelProvider | None = None
 _default_provider_lock = threading.Lock()
@@ -44,9 +49,10 @@ def _with_routing(run_config: RunConfig | None) -> RunConfig:
 async def run_agent(
     agent: Agent[Any],
     input: str | list[Any] | RunState[Any],
-    session: SessionProtocol | None,
+    session: SessionProtocol | None = None,
     stream: bool = False,
     *,
+    run_store: RunStateStore | None = None,
     run_config: RunConfig | None = None,
     context: Any = None,
     max_turns: int = DEFAULT_MAX_TURNS,
@@ -56,20 +62,50 @@ async def run_agent(
 
     Returns the SDK's result unchanged: a `RunResult`, or with `stream=True` a
     `RunResultStreaming` (drain it with `consume_result`). SDK exceptions propagate unchanged.
+
+    With `run_store`, the run is durable: it is started (new input) or claimed (a RunState)
+    before anything runs, or `RunNotResumable` is raised and nothing runs; held by this
+    process while it runs; and recorded as it ends: `interrupted` with its state, `finished`
+    with its output, or `failed` with the error.
     """
     config = _with_routing(run_config)
-    if stream:
-        return Runner.run_streamed(
+    lease = None
+    if run_store is not None:
+        lease = await (RunLease.claim(run_store, input) if isinstance(input, RunState) else RunLease.start(run_store, input))
+    try:
+        if stream:
+            result: RunResult | RunResultStreaming = Runner.run_streamed(
+                agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
+            )
+            if lease is not None:
+                setattr(result, _LEASE, lease)  # consume_result records how the stream ended
+            return result
+        result = await Runner.run(
             agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
         )
-    return await Runner.run(
-        agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
-    )
+    except BaseException as error:
+        if lease is not None:
+            await lease.fail(error)
+        raise
+    if lease is not None:
+        await lease.finish(result)
+    return result
 
 
 async def consume_result(result: RunResult | RunResultStreaming) -> RunResult | RunResultStreaming:
-    """Drain a streamed result's events and return it finished; return any other result as is."""
+    """Drain a streamed result's events and return it finished; return any other result as is.
+    A durable streamed run is recorded here, as the stream ends."""
     if isinstance(result, RunResultStreaming):
-        async for _ in result.stream_events():
-            pass
+        lease = getattr(result, _LEASE, None)
+        if lease is not None:
+            delattr(result, _LEASE)
+        try:
+            async for _ in result.stream_events():
+                pass
+        except BaseException as error:
+            if lease is not None:
+                await lease.fail(error)
+            raise
+        if lease is not None:
+            await lease.finish(result)
     return result

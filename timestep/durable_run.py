@@ -1,0 +1,155 @@
+"""A durable run's hold on its row of `run_states`: taken before anything runs, renewed while it
+runs, given up with how the run ended.
+
+`run_agent(..., run_store=...)` starts a run on new input, or claims one it resumes, through the
+SQL functions of schema migration 13 (js/index.mjs calls the same ones). A claim succeeds for
+one process only, and only on the run's latest save: so an approved tool call runs once, however
+many processes load the run and resume it. The hold is a lease: a process that dies holding a
+run loses it when the lease expires, and a worker takes the run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import uuid
+from typing import Any
+
+from agents import RunResult, RunResultStreaming
+from agents.run_state import RunState
+from psycopg.types.json import Json
+
+from .errors import RunNotResumable
+from .run_state import LOADED_ROW, SDK, SDK_VERSION, RunStateStore, not_resumable
+from .store import Store
+
+_START = "SELECT * FROM timestep_start_run($1, $2, $3, $4, $5, $6, $7)"
+_CLAIM = "SELECT * FROM timestep_claim_run($1, $2, $3, $4)"
+_RENEW = "SELECT timestep_renew_run_lease($1, $2, $3)"
+_END = "SELECT timestep_end_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+
+
+def lease_owner() -> str:
+    """A name for one hold of one run: the host and process, and a tag of its own."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class RunLease:
+    """This process's hold on a run, renewed in the background until `finish` or `fail`."""
+
+    def __init__(self, runs: RunStateStore, store: Store, owner: str) -> None:
+        self.runs = runs
+        self.store = store
+        self.owner = owner
+        self._renewal: asyncio.Task[None] | None = None
+        self._lost = False
+
+    @classmethod
+    async def start(cls, runs: RunStateStore, input: str | list[Any]) -> RunLease:
+        """Begin a run on new input; refused while another process holds the run."""
+        store = await runs.store()
+        owner = lease_owner()
+        row = await store.fetchrow(
+            _START, runs.session_id, runs.agent.name, SDK, SDK_VERSION, Json(input), owner, runs.lease_seconds
+        )
+        assert row is not None
+        if not row["started"]:
+            raise not_resumable(runs.session_id, row["status"], row["lease_owner"], row["lease_expires_at"])
+        return cls(runs, store, owner)._renewing()
+
+    @classmethod
+    async def claim(cls, runs: RunStateStore, state: RunState[Any]) -> RunLease:
+        """Take the run to resume `state`: only its latest save (the row `load()` read, when it
+        came from there), and only if interrupted, failed, or abandoned (its lease expired)."""
+        store = await runs.store()
+        owner = lease_owner()
+        loaded = getattr(state, LOADED_ROW, None)
+        row = await store.fetchrow(_CLAIM, runs.session_id, loaded, owner, runs.lease_seconds)
+        assert row is not None
+        if not row["claimed"]:
+            superseded = loaded is not None and row["active_id"] is not None and row["active_id"] != loaded
+            raise not_resumable(
+                runs.session_id, row["status"], row["lease_owner"], row["lease_expires_at"], superseded=superseded
+            )
+        return cls(runs, store, owner)._renewing()
+
+    async def finish(self, result: RunResult | RunResultStreaming) -> None:
+        """Record how the run came to rest: `interrupted` (its state saved, waiting for
+        approvals) or `finished` (its final state and output); then let go of it."""
+        await self._stop_renewing()
+        encoded = self.runs.encode(result.to_state())
+        interrupted = bool(result.interruptions)
+        ended = await self.store.fetchval(
+            _END,
+            self.runs.session_id,
+            self.owner,
+            "interrupted" if interrupted else "finished",
+            encoded.agent_name,
+            encoded.pending,
+            SDK,
+            SDK_VERSION,
+            encoded.schema_version,
+            encoded.state,
+            encoded.state_js,
+            encoded.conversion_error,
+            None if interrupted else Json(_jsonable(result.final_output)),
+            None,
+        )
+        if not ended:
+            raise self._lost_error()
+
+    async def fail(self, error: BaseException) -> None:
+        """Record that the run failed with `error`, keeping the state it started from for a
+        retry; then let go of it. Runs to the end even if the caller is cancelled."""
+        await self._stop_renewing()
+        message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        write = self.store.fetchval(
+            _END, self.runs.session_id, self.owner, "failed", self.runs.agent.name, 0, SDK, SDK_VERSION, "",
+            None, None, None, None, message,
+        )
+        with contextlib.suppress(Exception):  # the error being raised matters more than this one
+            await asyncio.shield(write)
+
+    def _renewing(self) -> RunLease:
+        self._renewal = asyncio.create_task(self._renew(), name=f"timestep lease of run {self.runs.session_id}")
+        return self
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.runs.lease_seconds / 3)
+            try:
+                held = await self.store.fetchval(_RENEW, self.runs.session_id, self.owner, self.runs.lease_seconds)
+            except Exception:
+                continue  # the store is down for a moment: the next renewal tries again
+            if not held:
+                self._lost = True
+                return
+
+    async def _stop_renewing(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
+            self._renewal = None
+
+    def _lost_error(self) -> RunNotResumable:
+        return RunNotResumable(
+            f"run {self.runs.session_id!r} was taken from this process while it ran (its lease of "
+            f"{self.runs.lease_seconds:g} s ran out without being renewed): what this run did was not recorded",
+            run_id=self.runs.session_id, reason="lost",
+        )
+
+
+def _jsonable(output: Any) -> Any:
+    """A run's final output as JSON: a Pydantic model's dump, a dataclass's fields, or as is;
+    anything JSON cannot hold, as its text."""
+    if hasattr(output, "model_dump"):
+        output = output.model_dump(mode="json")
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError):
+        return str(output)
+    return output
