@@ -1,0 +1,292 @@
+"""A durable run's lifecycle (run_agent with a run_store): claimed before anything runs, held
+under a lease, recorded as it ends; an approved tool call runs once, whoever resumes the run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import banker
+from conftest import child_env, require_postgres
+from timestep import open_store
+from timestep.errors import InvalidDecision, InvalidRunState, RunNotResumable
+from timestep.run_state import RunStateStore
+from timestep.runner import consume_result, run_agent
+from timestep.session import Session
+from timestep.store import Store
+from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, error, text
+
+pytestmark = pytest.mark.anyio
+
+# Loads the run, approves its calls, says "ready", waits for "go", resumes; prints the outcome.
+RESUME_WHEN_TOLD = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[3])
+import banker
+from timestep import open_store
+from timestep.errors import RunNotResumable
+from timestep.run_state import RunStateStore
+from timestep.runner import run_agent
+from timestep.session import Session
+
+async def main():
+    target, run_id = sys.argv[1], sys.argv[2]
+    uri, path = (target, None) if target.startswith("postgresql") else (None, target)
+    async with await open_store(uri, pglite_path=path) as store:
+        agent = banker.make_agent()
+        runs = RunStateStore(agent, run_id, store=store)
+        state = await runs.load()
+        for item in state.get_interruptions():
+            state.approve(item)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        try:
+            result = await run_agent(agent, state, Session(run_id, store=store), run_store=runs)
+            outcome = {"final": result.final_output}
+        except RunNotResumable as exc:
+            outcome = {"refused": exc.reason}
+        print(json.dumps({**outcome, "executed": banker.executed}), flush=True)
+
+asyncio.run(main())
+"""
+
+# Starts a run on new input with a 1-second lease, and prints "started" once its model call is in flight.
+START_AND_HANG = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[3])
+import banker
+from timestep import open_store
+from timestep.run_state import RunStateStore
+from timestep.runner import run_agent
+
+async def main():
+    target, run_id = sys.argv[1], sys.argv[2]
+    uri, path = (target, None) if target.startswith("postgresql") else (None, target)
+    async with await open_store(uri, pglite_path=path) as store:
+        agent = banker.make_agent()
+        await run_agent(agent, "send 5", run_store=RunStateStore(agent, run_id, store=store, lease_seconds=1))
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(params=["pglite", "postgres"])
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, Store]]:
+    """A store on each backend, and how a child process names it."""
+    name = require_postgres() if request.param == "postgres" else str(tmp_path / "db")
+    store = await (open_store(name) if request.param == "postgres" else open_store(pglite_path=name))
+    try:
+        yield name, store
+    finally:
+        await store.aclose()
+
+
+def child(script: str, name: str, run_id: str, server: FakeModelServer) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, name, run_id, str(Path(banker.__file__).parent)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_env(FAKE_MODEL_URL=server.base_url),
+    )
+
+
+async def paused_run(store: Store, server: FakeModelServer, **runs: Any) -> RunStateStore:
+    """A durable run paused for approval of one wire_money call."""
+    agent = banker.make_agent(server.base_url)
+    session = Session(store=store)
+    durable = RunStateStore(agent, session.session_id, store=store, **runs)
+    result = await run_agent(agent, "send 5", session, run_store=durable)
+    assert [i.raw_item.call_id for i in result.interruptions] == ["call_1_0"]
+    return durable
+
+
+async def active_row(store: Store, run_id: str) -> dict[str, Any]:
+    row = await store.fetchrow("SELECT * FROM run_states WHERE run_id = $1 AND active", run_id)
+    assert row is not None
+    return row
+
+
+async def test_two_processes_resume_the_same_run_and_the_tool_runs_once(target: tuple[str, Store]) -> None:
+    name, store = target
+    with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
+        runs = await paused_run(store, server)
+        children = [child(RESUME_WHEN_TOLD, name, runs.session_id, server) for _ in range(2)]
+        for process in children:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n", process.communicate()[1]
+        for process in children:  # as close to the same moment as two writes get
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outcomes = []
+        for process in children:
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err
+            outcomes.append(json.loads(out.strip().splitlines()[-1]))
+        assert len(server.requests) == 2  # the pause, and one resume: the refused process called no model
+    assert sorted(json.dumps(o, sort_keys=True) for o in outcomes) == sorted(
+        [json.dumps({"final": "Sent 5.", "executed": ["wire_money 5.0"]}, sort_keys=True),
+         json.dumps({"refused": outcomes[0].get("refused") or outcomes[1].get("refused"), "executed": []}, sort_keys=True)]
+    )
+    assert {o.get("refused") for o in outcomes} - {None} <= {"held", "superseded"}
+    row = await active_row(store, runs.session_id)
+    assert (row["status"], row["final_output"], row["lease_owner"]) == ("finished", "Sent 5.", None)
+    items = await Session(runs.session_id, store=store).get_items()
+    assert [item.get("type") for item in items].count("function_call_output") == 1
+
+
+async def test_a_finished_run_cannot_be_resumed_again(target: tuple[str, Store]) -> None:
+    _, store = target
+    banker.executed.clear()
+    with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
+        runs = await paused_run(store, server)
+        state = await runs.load()
+        state.approve(state.get_interruptions()[0])
+        session = Session(runs.session_id, store=store)
+        result = await run_agent(runs.agent, state, session, run_store=runs)
+        assert result.final_output == "Sent 5." and banker.executed == ["wire_money 5.0"]
+        # The same state again: it is no longer the run's latest save.
+        with pytest.raises(RunNotResumable) as stale:
+            await run_agent(runs.agent, state, session, run_store=runs)
+        assert stale.value.reason == "superseded"
+        # Loaded afresh: the run is finished.
+        with pytest.raises(RunNotResumable) as finished:
+            await run_agent(runs.agent, await runs.load(), session, run_store=runs)
+        assert finished.value.reason == "finished" and "is finished" in str(finished.value)
+        assert len(server.requests) == 2
+    assert banker.executed == ["wire_money 5.0"]
+    [run] = [r for r in await RunStateStore.list_runs(store) if r.run_id == runs.session_id]
+    assert (run.status, run.final_output, run.pending_approvals) == ("finished", "Sent 5.", 0)
+    # Each save, as it last was: started on the input, resumed from its pause, finished.
+    assert [h["status"] for h in await runs.history()] == ["running", "running", "finished"]
+
+
+async def test_a_streamed_run_is_recorded_when_its_stream_ends(target: tuple[str, Store]) -> None:
+    _, store = target
+    with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
+        agent = banker.make_agent(server.base_url)
+        session = Session(store=store)
+        runs = RunStateStore(agent, session.session_id, store=store)
+        result = await consume_result(await run_agent(agent, "send 5", session, stream=True, run_store=runs))
+        assert (await active_row(store, runs.session_id))["status"] == "interrupted"
+        state = await runs.load()
+        state.approve(state.get_interruptions()[0])
+        streamed = await run_agent(agent, state, session, stream=True, run_store=runs)
+        assert (await active_row(store, runs.session_id))["status"] == "running"  # held while it streams
+        result = await consume_result(streamed)
+    assert result.final_output == "Sent 5."
+    row = await active_row(store, runs.session_id)
+    assert (row["status"], row["final_output"], row["lease_owner"]) == ("finished", "Sent 5.", None)
+
+
+async def test_a_failed_run_keeps_its_state_and_can_be_retried(target: tuple[str, Store]) -> None:
+    _, store = target
+    banker.executed.clear()
+    with FakeModelServer([call("wire_money", {"amount": 5}), error(400, "bad request"), text("Sent 5.")]) as server:
+        runs = await paused_run(store, server)
+        state = await runs.load()
+        state.approve(state.get_interruptions()[0])
+        with pytest.raises(Exception, match="bad request"):
+            await run_agent(runs.agent, state, Session(runs.session_id, store=store), run_store=runs)
+        row = await active_row(store, runs.session_id)
+        assert row["status"] == "failed" and "bad request" in row["error"] and row["lease_owner"] is not None
+        assert row["lease_expires_at"] is None  # released
+        # The state it started from, with the decisions recorded in the store (none: the
+        # approval was given in memory), waits for a retry.
+        assert [call.decision for call in await RunStateStore.pending_calls(runs.session_id, store)] == [None]
+        state = await runs.load()
+        state.approve(state.get_interruptions()[0])
+        retried = await run_agent(runs.agent, state, Session(runs.session_id, store=store), run_store=runs)
+    assert retried.final_output == "Sent 5."
+    assert (await active_row(store, runs.session_id))["status"] == "finished"
+
+
+async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(target: tuple[str, Store]) -> None:
+    name, store = target
+    in_flight, release = threading.Event(), threading.Event()
+
+    def hang(request: RecordedRequest) -> Reply:
+        in_flight.set()
+        release.wait(60)
+        return text("never seen")
+
+    with FakeModelServer([hang, text("Done.")]) as server:
+        run_id = "held-run"
+        holder = child(START_AND_HANG, name, run_id, server)
+        try:
+            assert in_flight.wait(120), holder.communicate()[1] if holder.poll() is not None else "no model call"
+            row = await active_row(store, run_id)
+            assert (row["status"], row["input"]) == ("running", "send 5") and row["lease_owner"].split(":")[1] == str(holder.pid)
+            agent = banker.make_agent(server.base_url)
+            runs = RunStateStore(agent, run_id, store=store)
+            with pytest.raises(RunNotResumable) as held:
+                await run_agent(agent, "send 5", run_store=runs)
+            assert held.value.reason == "held" and held.value.lease_owner == row["lease_owner"]
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        finally:
+            release.set()
+            holder.kill()
+        # The lease (1 s) was last renewed less than a third of it before the kill: wait it out.
+        await store.fetchval("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp())))",
+                             (await active_row(store, run_id))["lease_expires_at"])
+        result = await run_agent(agent, "send 5", run_store=runs)
+    assert result.final_output == "Done."
+    history = await runs.history()
+    # The killed process's start, this process's start (taken over), its end.
+    assert [(h["status"], h["active"]) for h in history] == [("running", False), ("running", False), ("finished", True)]
+
+
+@pytest.mark.parametrize(
+    ("decisions", "problem"),
+    [
+        ({"call_1_0": {"approved": "false"}}, 'is {"approved": "false"}'),
+        ({"call_1_0": {"approved": True, "by": "me"}}, "call_1_0"),
+        ({"call_1_0": "yes"}, 'is "yes"'),
+        (["call_1_0"], "are a JSON list"),
+        ("approve", "are a JSON str"),
+    ],
+    ids=["string-approved", "extra-field", "string-decision", "array", "string"],
+)
+async def test_a_bad_decision_is_a_typed_error_and_changes_nothing(
+    target: tuple[str, Store], decisions: Any, problem: str
+) -> None:
+    _, store = target
+    with FakeModelServer([call("wire_money", {"amount": 5})]) as server:
+        runs = await paused_run(store, server)
+        await store.execute("UPDATE run_states SET decisions = $2::jsonb WHERE run_id = $1 AND active", runs.session_id, json.dumps(decisions))
+        before = await active_row(store, runs.session_id)
+        for read in (runs.load(), RunStateStore.pending_calls(runs.session_id, store)):
+            with pytest.raises(InvalidDecision) as refused:
+                await read
+            assert runs.session_id in str(refused.value) and problem in str(refused.value)
+        assert await active_row(store, runs.session_id) == before
+        assert len(server.requests) == 1
+    with pytest.raises(InvalidDecision):
+        await RunStateStore.decide(runs.session_id, approve="false", store=store)  # type: ignore[arg-type]
+
+
+async def test_an_interruption_that_is_not_a_tool_call_is_a_typed_error(target: tuple[str, Store]) -> None:
+    _, store = target
+    with FakeModelServer([call("wire_money", {"amount": 5})]) as server:
+        runs = await paused_run(store, server)
+    await store.execute(
+        "UPDATE run_states SET state = json_build_object('$schemaVersion', state->'$schemaVersion', 'current_turn', 1, "
+        "'current_agent', state->'current_agent', 'original_input', 'x', 'model_responses', '[]'::json, "
+        "'generated_items', '[]'::json, 'max_turns', 10, 'current_step', "
+        "json_build_object('type', 'next_step_interruption', 'data', json_build_object('interruptions', json_build_array("
+        "json_build_object('type', 'tool_approval_item', 'raw_item', 'wire_money'))))) WHERE run_id = $1 AND active",
+        runs.session_id,
+    )
+    before = await active_row(store, runs.session_id)
+    with pytest.raises(InvalidRunState, match="not a tool call"):
+        await runs.load()
+    with pytest.raises(InvalidRunState, match="not a tool call"):
+        await RunStateStore.pending_calls(runs.session_id, store)
+    assert await active_row(store, runs.session_id) == before
