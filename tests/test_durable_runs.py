@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, erro
 
 pytestmark = pytest.mark.anyio
 
-# Loads the run, approves its calls, says "ready", waits for "go", resumes; prints the outcome.
-RESUME_WHEN_TOLD = """
+# A child process on the same store: `resume-when-told` loads the run, approves its calls, says
+# "ready", waits for "go", resumes it and prints the outcome; `start-and-hang` starts the run on
+# new input under a 1-second lease (the test holds its model call until it kills the child).
+CHILD = """
 import asyncio, json, sys
 sys.path.insert(0, sys.argv[3])
 import banker
@@ -37,44 +40,29 @@ from timestep.run_state import RunStateStore
 from timestep.runner import run_agent
 from timestep.session import Session
 
-async def main():
-    target, run_id = sys.argv[1], sys.argv[2]
+async def resume_when_told(store, agent, run_id):
+    runs = RunStateStore(agent, run_id, store=store)
+    state = await runs.load()
+    for item in state.get_interruptions():
+        state.approve(item)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    try:
+        result = await run_agent(agent, state, Session(run_id, store=store), run_store=runs)
+        outcome = {"final": result.final_output}
+    except RunNotResumable as exc:
+        outcome = {"refused": exc.reason}
+    print(json.dumps({**outcome, "executed": banker.executed}), flush=True)
+
+async def start_and_hang(store, agent, run_id):
+    await run_agent(agent, "send 5", run_store=RunStateStore(agent, run_id, store=store, lease_seconds=1))
+
+async def main(target, run_id, action):
     uri, path = (target, None) if target.startswith("postgresql") else (None, target)
     async with await open_store(uri, pglite_path=path) as store:
-        agent = banker.make_agent()
-        runs = RunStateStore(agent, run_id, store=store)
-        state = await runs.load()
-        for item in state.get_interruptions():
-            state.approve(item)
-        print("ready", flush=True)
-        sys.stdin.readline()
-        try:
-            result = await run_agent(agent, state, Session(run_id, store=store), run_store=runs)
-            outcome = {"final": result.final_output}
-        except RunNotResumable as exc:
-            outcome = {"refused": exc.reason}
-        print(json.dumps({**outcome, "executed": banker.executed}), flush=True)
+        await {"resume-when-told": resume_when_told, "start-and-hang": start_and_hang}[action](store, banker.make_agent(), run_id)
 
-asyncio.run(main())
-"""
-
-# Starts a run on new input with a 1-second lease, and prints "started" once its model call is in flight.
-START_AND_HANG = """
-import asyncio, sys
-sys.path.insert(0, sys.argv[3])
-import banker
-from timestep import open_store
-from timestep.run_state import RunStateStore
-from timestep.runner import run_agent
-
-async def main():
-    target, run_id = sys.argv[1], sys.argv[2]
-    uri, path = (target, None) if target.startswith("postgresql") else (None, target)
-    async with await open_store(uri, pglite_path=path) as store:
-        agent = banker.make_agent()
-        await run_agent(agent, "send 5", run_store=RunStateStore(agent, run_id, store=store, lease_seconds=1))
-
-asyncio.run(main())
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[4]))
 """
 
 
@@ -89,9 +77,9 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         await store.aclose()
 
 
-def child(script: str, name: str, run_id: str, server: FakeModelServer) -> subprocess.Popen[str]:
+def child(action: str, name: str, run_id: str, server: FakeModelServer) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", script, name, run_id, str(Path(banker.__file__).parent)],
+        [sys.executable, "-c", CHILD, name, run_id, str(Path(banker.__file__).parent), action],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=child_env(FAKE_MODEL_URL=server.base_url),
     )
@@ -117,7 +105,7 @@ async def test_two_processes_resume_the_same_run_and_the_tool_runs_once(target: 
     name, store = target
     with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
         runs = await paused_run(store, server)
-        children = [child(RESUME_WHEN_TOLD, name, runs.session_id, server) for _ in range(2)]
+        children = [child("resume-when-told", name, runs.session_id, server) for _ in range(2)]
         for process in children:
             assert process.stdout is not None and process.stdout.readline() == "ready\n", process.communicate()[1]
         for process in children:  # as close to the same moment as two writes get
@@ -217,8 +205,8 @@ async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(ta
         return text("never seen")
 
     with FakeModelServer([hang, text("Done.")]) as server:
-        run_id = "held-run"
-        holder = child(START_AND_HANG, name, run_id, server)
+        run_id = f"held-{uuid.uuid4()}"
+        holder = child("start-and-hang", name, run_id, server)
         try:
             assert in_flight.wait(120), holder.communicate()[1] if holder.poll() is not None else "no model call"
             row = await active_row(store, run_id)
