@@ -17,7 +17,15 @@ import type {
 export type RunAgentOptions<TContext = undefined, TAgent extends Agent<any, any> = Agent<any, any>> = Omit<
   NonStreamRunOptions<TContext, TAgent>,
   'session' | 'stream'
->;
+> & {
+  /**
+   * Make the run durable: started (new input) or claimed (a `RunState` from `runStore.load()`)
+   * before anything runs, or `RunNotResumable` is thrown and nothing runs; held under a lease
+   * while it runs; recorded as it ends (`interrupted`, `finished` or `failed`). A streamed run
+   * is recorded when `consumeResult` has drained it.
+   */
+  runStore?: RunStateStore<TAgent, TContext>;
+};
 
 /** What a run starts from: text, input items, or a saved `RunState` to resume. */
 export type RunAgentInput<TContext, TAgent extends Agent<any, any>> = string | AgentInputItem[] | RunState<TContext, TAgent>;
@@ -67,7 +75,26 @@ export class RunStateNotFound extends Error {
  */
 export class InvalidRunState extends Error {
   constructor(message?: string, options?: ErrorOptions);
-  name: 'InvalidRunState';
+  name: 'InvalidRunState' | 'InvalidDecision';
+}
+
+/**
+ * A durable run this process cannot start or resume; nothing ran. `reason`: `finished`, `held`
+ * (by `leaseOwner` until `leaseExpiresAt`), `superseded` (the state is not the run's latest
+ * save), `missing`, or `lost` (this process's lease ran out while it ran).
+ */
+export class RunNotResumable extends Error {
+  name: 'RunNotResumable';
+  readonly runId: string;
+  readonly reason: 'finished' | 'held' | 'superseded' | 'missing' | 'lost';
+  readonly status: string | null;
+  readonly leaseOwner: string | null;
+  readonly leaseExpiresAt: string | null;
+}
+
+/** A recorded decision that is not `{approved: boolean, message?: string | null}`. */
+export class InvalidDecision extends InvalidRunState {
+  name: 'InvalidDecision';
 }
 
 /** Where a `RunStateStore` keeps its rows. */
@@ -83,6 +110,8 @@ export interface RunStateStoreOptions<TAgent extends Agent<any, any> = Agent<any
    * else TIMESTEP_PGLITE_DIR, else the platform's user data dir (`.../timestep/pglite`).
    */
   pgliteDir?: string;
+  /** How long a durable run is held without renewal (renewed every third of it); default 60. */
+  leaseSeconds?: number;
 }
 
 /**

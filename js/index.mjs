@@ -8,23 +8,30 @@
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { run, RunState, StreamedRunResult } from '@openai/agents';
 import pg from 'pg';
 import { SidecarClient, defaultPgliteDir } from './sidecar-client.mjs';
 
 const SDK = 'javascript';
-const SCHEMA_VERSION = 12; // the migration of timestep/store/schema.py we need (its save function)
+const SCHEMA_VERSION = 13; // the migration of timestep/store/schema.py we need (the run lifecycle's functions)
 const CARRY = '$timestep'; // top-level key the Python converter keeps its own fields under
 
 // PostgreSQL type OIDs of the parameters and results we handle.
-const OID = { bool: 16, int8: 20, int4: 23, text: 25, json: 114, jsonb: 3802 };
+const OID = { bool: 16, int8: 20, int4: 23, text: 25, json: 114, float8: 701, jsonb: 3802 };
 
 // The save timestep/run_state.py makes (schema migration 12): the run's lock, its active row
 // retired, the new one inserted, in one statement. Only the JavaScript form: no Python state
 // and no conversion error.
 const SAVE = 'SELECT timestep_save_run_state($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL)';
-const ACTIVE = 'SELECT id, sdk, state_js, conversion_error, decisions FROM run_states WHERE run_id = $1 AND active';
+const ACTIVE = 'SELECT id, sdk, status, state_js, conversion_error, decisions FROM run_states WHERE run_id = $1 AND active';
+// A durable run's lifecycle (schema migration 13), as timestep/durable_run.py drives it.
+const START = 'SELECT * FROM timestep_start_run($1, $2, $3, $4, $5, $6, $7)';
+const CLAIM = 'SELECT * FROM timestep_claim_run($1, $2, $3, $4)';
+const RENEW = 'SELECT timestep_renew_run_lease($1, $2, $3) AS held';
+const END = 'SELECT timestep_end_run($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, $10, $11) AS ended';
+const LEASE_SECONDS = 60;
 const MARK_RESUMED = 'UPDATE run_states SET resumed_at = now() WHERE id = $1';
 const DELETE = 'DELETE FROM run_states WHERE run_id = $1';
 const SCHEMA = 'SELECT coalesce(max(version), 0) AS version FROM timestep_schema';
@@ -44,6 +51,82 @@ export class InvalidRunState extends Error {
     this.name = 'InvalidRunState';
   }
 }
+
+/**
+ * A durable run this process cannot start or resume, and nothing ran. `reason`: 'finished',
+ * 'held' (by `leaseOwner` until `leaseExpiresAt`), 'superseded' (not the run's latest save),
+ * 'missing', or 'lost' (this process's lease ran out while it ran).
+ */
+export class RunNotResumable extends Error {
+  constructor(message, { runId, reason, status = null, leaseOwner = null, leaseExpiresAt = null } = {}) {
+    super(message);
+    this.name = 'RunNotResumable';
+    this.runId = runId;
+    this.reason = reason;
+    this.status = status;
+    this.leaseOwner = leaseOwner;
+    this.leaseExpiresAt = leaseExpiresAt;
+  }
+}
+
+/** A recorded decision that is not {approved: boolean, message?: string|null}. */
+export class InvalidDecision extends InvalidRunState {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'InvalidDecision';
+  }
+}
+
+/** Why run `runId`, whose active row is in `status`, cannot be taken (worded as run_state.py words it). */
+function notResumable(runId, row, superseded = false) {
+  const run = JSON.stringify(runId);
+  const details = { runId, status: row?.status ?? null, leaseOwner: row?.lease_owner ?? null, leaseExpiresAt: row?.lease_expires_at ?? null };
+  if (!row?.status) return new RunNotResumable(`run ${run} has no saved state: nothing to resume`, { ...details, reason: 'missing' });
+  if (superseded) {
+    return new RunNotResumable(
+      `run ${run} was saved again since this state was loaded (it is now ${row.status}): load it again to resume its latest state; nothing ran`,
+      { ...details, reason: 'superseded' },
+    );
+  }
+  if (row.status === 'running') {
+    return new RunNotResumable(
+      `run ${run} is being run by ${row.lease_owner} (its lease runs until ${row.lease_expires_at}): nothing ran. ` +
+        'If that process died, the run can be taken once the lease expires',
+      { ...details, reason: 'held' },
+    );
+  }
+  return new RunNotResumable(
+    `run ${run} is ${row.status}: it has nothing left to resume, and nothing ran. \`timestep runs show\` prints its final output`,
+    { ...details, reason: 'finished' },
+  );
+}
+
+/** The recorded decisions of a run, each checked, as run_state.py checks them. */
+function checkedDecisions(decisions, runId) {
+  const run = JSON.stringify(runId);
+  if (typeof decisions !== 'object' || decisions === null || Array.isArray(decisions)) {
+    throw new InvalidDecision(`the decisions recorded for run ${run} are not an object of call id -> decision`);
+  }
+  for (const [callId, decision] of Object.entries(decisions)) {
+    const ok =
+      typeof decision === 'object' && decision !== null && !Array.isArray(decision) &&
+      typeof decision.approved === 'boolean' &&
+      (decision.message == null || typeof decision.message === 'string') &&
+      Object.keys(decision).every((key) => key === 'approved' || key === 'message');
+    if (!ok) {
+      throw new InvalidDecision(
+        `the decision recorded for call ${JSON.stringify(callId)} of run ${run} is ${JSON.stringify(decision)}, not ` +
+          '{"approved": true} or {"approved": false, "message": "..."}; record it again with `timestep runs approve/reject`',
+      );
+    }
+  }
+  return decisions;
+}
+
+// The row load() read each RunState from: runAgent claims that row.
+const loadedRows = new WeakMap();
+// The lease of a durable streamed run not yet drained: consumeResult records how it ended.
+const streamLeases = new WeakMap();
 
 let sdkVersion; // computed once
 
@@ -71,20 +154,103 @@ function readAgentsVersion() {
  * (drain it with consumeResult). SDK errors propagate unchanged.
  */
 export async function runAgent(agent, input, session, stream = false, options = {}) {
-  const runOptions = { ...options, stream: Boolean(stream) };
+  const { runStore, ...sdkOptions } = options;
+  const runOptions = { ...sdkOptions, stream: Boolean(stream) };
   if (session != null) runOptions.session = session; // the SDK wants a Session or nothing
-  return run(agent, input, runOptions);
+  if (!runStore) return run(agent, input, runOptions);
+  const lease = await (input instanceof RunState ? runStore._claim(input) : runStore._start(input));
+  let result;
+  try {
+    result = await run(agent, input, runOptions);
+  } catch (err) {
+    await lease.fail(err);
+    throw err;
+  }
+  if (stream) streamLeases.set(result, lease);
+  else await lease.finish(result);
+  return result;
 }
 
 /** Drain a streamed result's events and return it finished; return any other result as is. */
 export async function consumeResult(result) {
   if (result instanceof StreamedRunResult) {
-    for await (const _event of result.toStream()) {
-      // events are not needed here; draining lets the run reach its end
+    const lease = streamLeases.get(result);
+    streamLeases.delete(result);
+    try {
+      for await (const _event of result.toStream()) {
+        // events are not needed here; draining lets the run reach its end
+      }
+      await result.completed; // rejects with the run's error, if it failed
+    } catch (err) {
+      await lease?.fail(err);
+      throw err;
     }
-    await result.completed; // rejects with the run's error, if it failed
+    await lease?.finish(result);
   }
   return result;
+}
+
+/** This process's hold on a durable run, renewed until finish() or fail() (durable_run.py's RunLease). */
+class RunLease {
+  #timer;
+  #lost = false;
+
+  constructor(store, db, owner) {
+    this.store = store;
+    this.db = db;
+    this.owner = owner;
+    const seconds = store.leaseSeconds;
+    this.#timer = setInterval(() => {
+      db.query(RENEW, [store.sessionId, owner, String(seconds)], [OID.text, OID.text, OID.float8])
+        .then(({ rows }) => {
+          if (!rows[0]?.held) this.#lost = true;
+        })
+        .catch(() => {}); // the store is down for a moment: the next renewal tries again
+    }, (seconds * 1000) / 3);
+    this.#timer.unref();
+  }
+
+  /** Record `interrupted` (the state saved) or `finished` (the final output), and let go. */
+  async finish(result) {
+    clearInterval(this.#timer);
+    const state = result.state;
+    const document = state.toJSON();
+    const pending = state.getInterruptions().length;
+    const { rows } = await this.db.query(
+      END,
+      [
+        this.store.sessionId, this.owner, pending ? 'interrupted' : 'finished',
+        document.currentAgent?.name ?? this.store.agent.name, String(pending), SDK, agentsVersion(),
+        String(document.$schemaVersion ?? ''), JSON.stringify(document),
+        pending ? null : JSON.stringify(result.finalOutput ?? null), null,
+      ],
+      [OID.text, OID.text, OID.text, OID.text, OID.int4, OID.text, OID.text, OID.text, OID.json, OID.json, OID.text],
+    );
+    if (!rows[0]?.ended) {
+      throw new RunNotResumable(
+        `run ${JSON.stringify(this.store.sessionId)} was taken from this process while it ran (its lease ran out ` +
+          'without being renewed): what this run did was not recorded',
+        { runId: this.store.sessionId, reason: 'lost' },
+      );
+    }
+  }
+
+  /** Record `failed` with the error, keeping the state it started from; let go. */
+  async fail(err) {
+    clearInterval(this.#timer);
+    const message = `${err?.name ?? 'Error'}: ${err?.message ?? err}`;
+    await this.db
+      .query(
+        END,
+        [this.store.sessionId, this.owner, 'failed', this.store.agent.name, '0', SDK, agentsVersion(), '', null, null, message],
+        [OID.text, OID.text, OID.text, OID.text, OID.int4, OID.text, OID.text, OID.text, OID.json, OID.json, OID.text],
+      )
+      .catch(() => {}); // the run's own error matters more
+  }
+}
+
+function leaseOwner() {
+  return `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
 }
 
 // --- Backends: the same calls over PostgreSQL and over the sidecar ---------------------------
@@ -181,10 +347,12 @@ export class RunStateStore {
   #options;
   #backend = null; // a promise of the checked backend, made on first use
 
-  constructor({ agent, sessionId, connectionString, pgliteDir } = {}) {
+  constructor({ agent, sessionId, connectionString, pgliteDir, leaseSeconds = LEASE_SECONDS } = {}) {
     if (!agent) throw new TypeError('RunStateStore needs { agent }: the graph saved states resume with');
+    if (!(leaseSeconds > 0)) throw new TypeError(`leaseSeconds must be positive, not ${leaseSeconds}`);
     this.agent = agent;
     this.sessionId = sessionId ?? crypto.randomUUID();
+    this.leaseSeconds = leaseSeconds;
     this.#options = { connectionString, pgliteDir };
   }
 
@@ -223,7 +391,7 @@ export class RunStateStore {
       [
         this.sessionId,
         agentName,
-        pending ? 'interrupted' : 'saved',
+        pending ? 'interrupted' : 'finished',
         String(pending),
         SDK,
         agentsVersion(),
@@ -242,8 +410,8 @@ export class RunStateStore {
     if (!row) {
       throw new RunStateNotFound(`no saved state for run ${JSON.stringify(this.sessionId)}; save one with RunStateStore.save(result.state)`);
     }
+    const decisions = checkedDecisions(row.decisions ?? {}, this.sessionId);
     const state = await this.#decode(row);
-    const decisions = row.decisions ?? {};
     for (const item of state.getInterruptions()) {
       const decision = decisions[item.rawItem?.callId ?? ''];
       if (!decision) continue;
@@ -251,7 +419,38 @@ export class RunStateStore {
       else state.reject(item, decision.message != null ? { message: decision.message } : undefined);
     }
     await db.query(MARK_RESUMED, [String(row.id)], [OID.int8]);
+    loadedRows.set(state, row.id);
     return state;
+  }
+
+  /** runAgent with { runStore }: begin a run on new input; refused while another process holds it. */
+  async _start(input) {
+    const db = await this.#db();
+    const owner = leaseOwner();
+    const { rows } = await db.query(
+      START,
+      [this.sessionId, this.agent.name, SDK, agentsVersion(), JSON.stringify(input), owner, String(this.leaseSeconds)],
+      [OID.text, OID.text, OID.text, OID.text, OID.json, OID.text, OID.float8],
+    );
+    if (!rows[0].started) throw notResumable(this.sessionId, rows[0]);
+    return new RunLease(this, db, owner);
+  }
+
+  /** runAgent with { runStore }: take the run to resume `state` (the row load() read, if it came from there). */
+  async _claim(state) {
+    const db = await this.#db();
+    const owner = leaseOwner();
+    const loaded = loadedRows.get(state) ?? null;
+    const { rows } = await db.query(
+      CLAIM,
+      [this.sessionId, loaded === null ? null : String(loaded), owner, String(this.leaseSeconds)],
+      [OID.text, OID.int8, OID.text, OID.float8],
+    );
+    const row = rows[0];
+    if (!row.claimed) {
+      throw notResumable(this.sessionId, row, loaded !== null && row.active_id !== null && row.active_id !== loaded);
+    }
+    return new RunLease(this, db, owner);
   }
 
   /** A row's JavaScript document as a RunState of this store's agent graph. */

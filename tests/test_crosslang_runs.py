@@ -19,6 +19,7 @@ import banker
 from scenarios import SCENARIOS, apply_decisions, check_outcome, tool_outputs
 from conftest import require_postgres
 from timestep import open_store
+from timestep.errors import RunNotResumable
 from timestep.run_state import SDK_VERSION, RunStateStore
 from timestep.runner import consume_result, run_agent
 from timestep.store import Store
@@ -138,6 +139,34 @@ async def test_a_run_crosses_the_language_line_twice(database: tuple[Store, dict
         final = await consume_result(await run_agent(agent, state, None))
     assert final.final_output == "done" and banker.executed == ["close_account x"]
     assert [(r["sdk"], r["active"]) for r in await saved_rows(store, run_id)] == [("python", False), ("javascript", True)]
+
+
+@pytest.mark.parametrize("stream", ["", "stream"])
+async def test_python_pauses_node_claims_and_finishes_python_is_refused(database: tuple[Store, dict[str, str]], stream: str) -> None:
+    """A durable run claimed by either language is claimed for both: it runs once."""
+    store, env = database
+    run_id = str(uuid.uuid4())
+    with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
+        agent = banker.make_agent(server.base_url)
+        runs = RunStateStore(agent, run_id, store=store)
+        await run_agent(agent, "send 5", None, run_store=runs)
+        loaded_before = await runs.load()  # Python loads the run before Node takes it
+        loaded_before.approve(loaded_before.get_interruptions()[0])
+        banker.executed.clear()
+        outcome = node(env, server, "claim", "banker", run_id, json.dumps({"call_1_0": "approve"}), stream)
+        assert outcome == {"final": "Sent 5.", "executed": ["wire_money 5"], "pending": 0}
+        with pytest.raises(RunNotResumable) as stale:
+            await run_agent(agent, loaded_before, None, run_store=runs)
+        assert stale.value.reason == "superseded"
+        with pytest.raises(RunNotResumable) as finished:
+            await run_agent(agent, await runs.load(), None, run_store=runs)
+        assert finished.value.reason == "finished"
+        # And Node is refused the same way.
+        assert node(env, server, "claim", "banker", run_id, "{}") == {"refused": "finished", "executed": []}
+        assert len(server.requests) == 2
+    assert banker.executed == []
+    [run] = [r for r in await RunStateStore.list_runs(store) if r.run_id == run_id]
+    assert (run.status, run.final_output, run.sdk) == ("finished", "Sent 5.", "javascript")
 
 
 async def test_a_state_that_cannot_convert_is_saved_and_node_is_told_why(database: tuple[Store, dict[str, str]]) -> None:

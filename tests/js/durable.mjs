@@ -6,11 +6,14 @@
 //   node durable.mjs pause GRAPH INPUT_JSON RUN_ID     -> {"pending": [call ids]}
 //   node durable.mjs resume GRAPH RUN_ID DECISIONS [stream]
 //                                                       -> {"final", "executed", "pending"}
+//   node durable.mjs claim GRAPH RUN_ID DECISIONS [stream]
+//                       as resume, as a durable run (runAgent with { runStore }): it records
+//                       how the run ends itself     -> {"final", "executed", "pending"} or {"refused"}
 //
 // DECISIONS is JSON: call id -> "approve" or a rejection message (calls left out keep any
 // decision stored with the run, e.g. by `timestep runs approve`).
 import { setTracingDisabled } from '@openai/agents';
-import { RunStateStore, consumeResult, runAgent } from '../../js/index.mjs';
+import { RunNotResumable, RunStateStore, consumeResult, runAgent } from '../../js/index.mjs';
 import { applyDecisions, executed, makeGraph } from './banker.mjs';
 
 setTracingDisabled(true);
@@ -38,6 +41,23 @@ if (command === 'pause') {
     const pending = result.interruptions?.length ?? 0;
     if (pending) await store.save(result.state);
     process.stdout.write(JSON.stringify({ final: pending ? null : result.finalOutput, executed, pending }));
+  } finally {
+    await store.close();
+  }
+} else if (command === 'claim') {
+  const [sessionId, decisionsJson, stream] = rest;
+  const store = new RunStateStore({ agent, sessionId });
+  try {
+    const state = await store.load();
+    applyDecisions(state, JSON.parse(decisionsJson));
+    try {
+      const result = await consumeResult(await runAgent(agent, state, null, stream === 'stream', { runStore: store }));
+      const pending = result.interruptions?.length ?? 0;
+      process.stdout.write(JSON.stringify({ final: pending ? null : result.finalOutput, executed, pending }));
+    } catch (err) {
+      if (!(err instanceof RunNotResumable)) throw err;
+      process.stdout.write(JSON.stringify({ refused: err.reason, executed }));
+    }
   } finally {
     await store.close();
   }
