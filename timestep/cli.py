@@ -1,4 +1,4 @@
-"""The `timestep` command: demo, doctor, serve, sql, sessions, runs, memory, namespaces.
+"""The `timestep` command: demo, doctor, serve, sql, sessions, runs, worker, memory, namespaces.
 
 Every command takes `--uri` / `--pglite-path` (default: PG_CONNECTION_URI, else PGlite in the
 default directory). Errors print one line to stderr and exit 1.
@@ -335,10 +335,45 @@ async def _serve(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _worker(store: Store, args: argparse.Namespace) -> int:
+    """Resume ready durable runs until SIGTERM or Ctrl-C; then finish the runs in hand and exit 0."""
+    import signal
+
+    from .worker import Worker
+
+    worker = Worker(
+        _import_agent(args.agent), store=store, concurrency=args.concurrency,
+        lease_seconds=args.lease, poll_seconds=args.poll,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"worker {worker.owner} on {store.location}: resuming ready runs, {args.concurrency} at a time; stop with Ctrl-C", flush=True)
+    await worker.run(stop)
+    print(f"worker {worker.owner} stopped after {worker.finished} run{'' if worker.finished == 1 else 's'}", flush=True)
+    return 0
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main  # imports the Agents SDK
 
     return await demo_main(args.uri, args.pglite_path, args.namespace)
+
+
+def _positive(kind: type[Any]) -> Any:
+    """An argparse type: a number of `kind` above zero."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above zero: {text!r}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -388,6 +423,16 @@ def _parser() -> argparse.ArgumentParser:
     run_resume.add_argument("run_id")
     run_resume.add_argument("--agent", required=True, help="module:attribute naming the Agent (or a function returning it)")
     run_resume.set_defaults(run=_runs_resume)
+
+    worker = commands.add_parser(
+        "worker", parents=[common],
+        help="resume every durable run whose pending calls are all decided, or whose process died, until stopped",
+    )
+    worker.add_argument("--agent", required=True, help="module:attribute naming the Agent (or a function returning it)")
+    worker.add_argument("--concurrency", type=_positive(int), default=4, help="runs at a time (default 4)")
+    worker.add_argument("--lease", type=_positive(float), default=60.0, help="seconds a run is held without renewal (default 60)")
+    worker.add_argument("--poll", type=_positive(float), default=1.0, help="seconds between looks for ready runs (default 1)")
+    worker.set_defaults(run=_worker)
 
     memory = commands.add_parser("memory", help="list, search or forget remembered facts").add_subparsers(dest="action", required=True, metavar="ACTION")
     scoped = argparse.ArgumentParser(add_help=False, parents=[common])

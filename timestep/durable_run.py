@@ -45,7 +45,11 @@ class RunLease:
         self.store = store
         self.owner = owner
         self._renewal: asyncio.Task[None] | None = None
-        self._lost = False
+
+    @classmethod
+    def held(cls, runs: RunStateStore, store: Store, owner: str) -> RunLease:
+        """The lease of a run `owner` has already claimed (timestep.worker's bulk claims)."""
+        return cls(runs, store, owner)._renewing()
 
     @classmethod
     async def start(cls, runs: RunStateStore, input: str | list[Any]) -> RunLease:
@@ -125,8 +129,7 @@ class RunLease:
             except Exception:
                 continue  # the store is down for a moment: the next renewal tries again
             if not held:
-                self._lost = True
-                return
+                return  # taken over: finish() or fail() finds it so and records nothing
 
     async def _stop_renewing(self) -> None:
         if self._renewal is not None:

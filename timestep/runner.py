@@ -68,10 +68,30 @@ async def run_agent(
     process while it runs; and recorded as it ends: `interrupted` with its state, `finished`
     with its output, or `failed` with the error.
     """
-    config = _with_routing(run_config)
     lease = None
     if run_store is not None:
         lease = await (RunLease.claim(run_store, input) if isinstance(input, RunState) else RunLease.start(run_store, input))
+    return await run_held(
+        agent, input, session, stream, lease,
+        run_config=run_config, context=context, max_turns=max_turns, hooks=hooks,
+    )
+
+
+async def run_held(
+    agent: Agent[Any],
+    input: str | list[Any] | RunState[Any],
+    session: SessionProtocol | None,
+    stream: bool,
+    lease: RunLease | None,
+    *,
+    run_config: RunConfig | None = None,
+    context: Any = None,
+    max_turns: int = DEFAULT_MAX_TURNS,
+    hooks: Any = None,
+) -> RunResult | RunResultStreaming:
+    """`run_agent` for a run this process already holds under `lease` (or none): run it, and
+    record how it ends (timestep.worker claims its runs in bulk, then runs each through this)."""
+    config = _with_routing(run_config)
     try:
         if stream:
             result: RunResult | RunResultStreaming = Runner.run_streamed(

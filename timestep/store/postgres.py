@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -108,6 +108,14 @@ class PostgresStore(Store):
     @property
     def location(self) -> str:
         return redact(self._uri)
+
+    async def notifications(self, channel: str) -> AsyncIterator[str]:
+        """The payloads of NOTIFY on `channel`, as they come, on a connection of their own
+        (closed when the iteration ends). LISTEN outlasts a request, so Store calls refuse it."""
+        async with await psycopg.AsyncConnection.connect(self._uri, autocommit=True) as connection:
+            await connection.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+            async for notification in connection.notifies():
+                yield notification.payload
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         self._check_open()

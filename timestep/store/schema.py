@@ -364,8 +364,10 @@ MIGRATIONS: list[tuple[int, str]] = [
         -- runs), `interrupted` (waiting for approvals), `finished` (`final_output`), `failed`
         -- (`error`; the row keeps the state it started from, for a retry). A new run has no
         -- state yet, only its `input`. Every change goes through the functions below, each
-        -- under the run's advisory lock, so that a run is held by one process at a time, in
-        -- Python or in JavaScript. Rows saved before: `saved` is a finished run.
+        -- under the run's advisory lock and its active row's lock (FOR UPDATE: what workers
+        -- skip, SKIP LOCKED), so that a run is held by one process at a time, in Python or in
+        -- JavaScript. Rows saved before: `saved` is a finished run. A change of `decisions`
+        -- or a new active row notifies channel `timestep_runs` (workers wait on it).
         ALTER TABLE run_states ADD COLUMN lease_owner text, ADD COLUMN lease_expires_at timestamptz,
             ADD COLUMN input json, ADD COLUMN final_output json, ADD COLUMN error text;
         ALTER TABLE run_states DROP CONSTRAINT run_states_has_state;
@@ -385,7 +387,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         DECLARE r run_states%ROWTYPE;
         BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended(p_run_id, 0));
-            SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active;
+            SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active FOR UPDATE;
             IF FOUND AND r.status = 'running' AND r.lease_expires_at >= clock_timestamp() THEN
                 RETURN QUERY SELECT false, r.status, r.lease_owner, r.lease_expires_at;
                 RETURN;
@@ -409,7 +411,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         DECLARE r run_states%ROWTYPE;
         BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended(p_run_id, 0));
-            SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active;
+            SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active FOR UPDATE;
             IF NOT FOUND THEN
                 RETURN QUERY SELECT false, NULL::bigint, NULL::text, NULL::text, NULL::timestamptz;
                 RETURN;
@@ -428,6 +430,35 @@ MIGRATIONS: list[tuple[int, str]] = [
             RETURN QUERY SELECT false, r.id, r.status, r.lease_owner, r.lease_expires_at;
         END
         $fn$;
+
+        -- Claim up to p_limit runs a worker can take: interrupted with every pending call
+        -- decided (decisions name only pending calls), or running under an expired lease.
+        -- Rows another transaction has locked are skipped: many workers never take one run.
+        CREATE FUNCTION timestep_claim_runs(p_owner text, p_lease_seconds double precision, p_limit integer)
+        RETURNS TABLE (run_id text, id bigint) LANGUAGE sql AS $fn$
+            WITH workable AS (
+                SELECT s.id FROM run_states s
+                WHERE s.active AND (
+                    (s.status = 'interrupted' AND s.pending_approvals > 0
+                     AND (SELECT count(*) FROM jsonb_object_keys(s.decisions)) >= s.pending_approvals)
+                    OR (s.status = 'running' AND s.lease_expires_at < clock_timestamp()))
+                ORDER BY s.created_at LIMIT p_limit
+                FOR UPDATE SKIP LOCKED)
+            UPDATE run_states r SET status = 'running', lease_owner = p_owner, error = NULL,
+                lease_expires_at = clock_timestamp() + make_interval(secs => p_lease_seconds),
+                resumed_at = clock_timestamp()
+            FROM workable w WHERE r.id = w.id
+            RETURNING r.run_id, r.id;
+        $fn$;
+
+        CREATE FUNCTION timestep_notify_run() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            PERFORM pg_notify('timestep_runs', NEW.run_id);
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE TRIGGER run_states_notify AFTER INSERT OR UPDATE OF decisions ON run_states
+            FOR EACH ROW WHEN (NEW.active) EXECUTE FUNCTION timestep_notify_run();
 
         -- Extend the lease of a run this owner holds; false if it no longer does.
         CREATE FUNCTION timestep_renew_run_lease(p_run_id text, p_owner text, p_lease_seconds double precision)
@@ -448,7 +479,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         DECLARE r run_states%ROWTYPE;
         BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended(p_run_id, 0));
-            SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active;
+            SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active FOR UPDATE;
             IF NOT FOUND OR r.status <> 'running' OR r.lease_owner IS DISTINCT FROM p_owner THEN
                 RETURN false;
             END IF;

@@ -1,0 +1,181 @@
+"""`timestep worker`: every ready run is resumed by exactly one worker, on any number of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import ledger
+from conftest import child_env, require_postgres
+from timestep import open_store
+from timestep.run_state import RunStateStore
+from timestep.runner import run_agent
+from timestep.store import Store
+from timestep.store.namespace import drop_namespace
+from timestep.testing import FakeModelServer
+from timestep.worker import CHANNEL, Worker
+
+pytestmark = pytest.mark.anyio
+
+RUNS = 50
+WORKERS = 4
+
+
+@pytest.fixture
+async def namespaced() -> AsyncIterator[tuple[str, str, Store]]:
+    """A namespace of its own on the PostgreSQL server (no other test's runs in it), and the ledger."""
+    uri = require_postgres()
+    namespace = f"worker-{uuid.uuid4().hex[:12]}"
+    async with await open_store(uri) as plain:
+        await plain.execute(ledger.CREATE)
+    store = await open_store(uri, namespace=namespace)
+    try:
+        yield uri, namespace, store
+    finally:
+        await store.aclose()
+        async with await open_store(uri) as plain:
+            await drop_namespace(plain, namespace)
+
+
+def env_for(server: FakeModelServer, uri: str, batch: str, **extra: str) -> dict[str, str]:
+    tests = str(Path(ledger.__file__).parent)
+    return child_env(
+        FAKE_MODEL_URL=server.base_url, LEDGER_URI=uri, LEDGER_BATCH=batch,
+        PYTHONPATH=tests + os.pathsep + child_env()["PYTHONPATH"], **extra,
+    )
+
+
+def start_worker(uri: str, namespace: str, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "timestep", "worker", "--uri", uri, "--namespace", namespace, "--agent", "ledger:make_agent", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert worker.stdout is not None and worker.stdout.readline().startswith("worker "), worker.communicate()[1]
+    return worker
+
+
+async def pause_runs(store: Store, count: int, first: int = 1) -> list[str]:
+    """`count` durable runs, each paused for approval of pay(N)."""
+    agent = ledger.make_agent()
+    run_ids = []
+    for amount in range(first, first + count):
+        runs = RunStateStore(agent, f"pay-{amount}-{uuid.uuid4()}", store=store)
+        result = await run_agent(agent, f"pay {amount}", None, run_store=runs)
+        assert len(result.interruptions) == 1
+        run_ids.append(runs.session_id)
+    return run_ids
+
+
+async def until_finished(store: Store, run_ids: list[str]) -> None:
+    """Returns once every run is finished: woken by the store's notifications, never by a timer."""
+    async def finished() -> int:
+        # The namespace holds these runs only.
+        return int(await store.fetchval("SELECT count(*) FROM run_states WHERE active AND status = 'finished'"))
+
+    async def wait() -> None:
+        if await finished() == len(run_ids):
+            return
+        async for _ in store.notifications(CHANNEL):  # type: ignore[attr-defined]
+            if await finished() == len(run_ids):
+                return
+
+    await asyncio.wait_for(wait(), 300)
+
+
+async def test_four_workers_resume_fifty_runs_each_exactly_once(namespaced: tuple[str, str, Store]) -> None:
+    uri, namespace, store = namespaced
+    batch = uuid.uuid4().hex
+    with FakeModelServer([ledger.answer] * (2 * RUNS)) as server:
+        os.environ["FAKE_MODEL_URL"] = server.base_url
+        run_ids = await pause_runs(store, RUNS)
+        env = env_for(server, uri, batch)
+        workers = [start_worker(uri, namespace, env, "--poll", "0.2") for _ in range(WORKERS)]
+        try:
+            def approve(run_id: str) -> subprocess.CompletedProcess[str]:
+                return subprocess.run(
+                    [sys.executable, "-m", "timestep", "runs", "approve", "--uri", uri, "--namespace", namespace, run_id],
+                    capture_output=True, text=True, env=env, timeout=120,
+                )
+
+            with ThreadPoolExecutor(4) as pool:
+                approvals = list(pool.map(approve, run_ids))
+            assert all(done.returncode == 0 for done in approvals), [done.stderr for done in approvals if done.returncode]
+            await until_finished(store, run_ids)
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err  # SIGTERM: finish what it holds, exit 0
+            assert "stopped after" in out
+    paid = await store.fetch("SELECT amount, count(*) AS times FROM public.worker_ledger WHERE batch = $1 GROUP BY amount", batch)
+    assert sorted((row["amount"], row["times"]) for row in paid) == [(amount, 1) for amount in range(1, RUNS + 1)]
+    # Each run was claimed by one worker, once: started, claimed, finished.
+    owners = {}
+    for run_id in run_ids:
+        history = await RunStateStore(ledger.make_agent(), run_id, store=store).history()
+        assert [(h["status"], h["active"]) for h in history] == [("running", False), ("running", False), ("finished", True)]
+        owners[run_id] = await store.fetchval("SELECT lease_owner FROM run_states WHERE run_id = $1 AND NOT active ORDER BY id DESC LIMIT 1", run_id)
+    worker_pids = {str(worker.pid) for worker in workers}
+    assert {owner.split(":")[1] for owner in owners.values()} <= worker_pids
+    assert len(server.requests) == 2 * RUNS  # one model call to pause, one to finish: nothing twice
+
+
+async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_expires(namespaced: tuple[str, str, Store]) -> None:
+    uri, namespace, store = namespaced
+    batch = uuid.uuid4().hex
+    with FakeModelServer([ledger.answer] * 4) as server:
+        os.environ["FAKE_MODEL_URL"] = server.base_url
+        [run_id] = await pause_runs(store, 1, first=7)
+        await RunStateStore.decide(run_id, approve=True, store=store)
+        doomed = start_worker(uri, namespace, env_for(server, uri, batch, LEDGER_HANG="7"), "--lease", "1", "--poll", "0.2")
+        try:
+            assert doomed.stdout is not None and doomed.stdout.readline() == "hanging\n"  # it holds the run, in the tool
+            row = await store.fetchrow("SELECT status, lease_owner, lease_expires_at FROM run_states WHERE run_id = $1 AND active", run_id)
+            assert row is not None and row["status"] == "running" and row["lease_owner"].split(":")[1] == str(doomed.pid)
+            assert await Worker(ledger.make_agent(), store=store).run_once() == 0  # held: not ready
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait()
+        finally:
+            doomed.kill()
+        # Its lease (1 s) was renewed at most a third of a second before the kill: wait it out.
+        expires = await store.fetchval("SELECT lease_expires_at FROM run_states WHERE run_id = $1 AND active", run_id)
+        await store.fetchval("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp())))", expires)
+        os.environ.update(LEDGER_URI=uri, LEDGER_BATCH=batch)
+        assert await Worker(ledger.make_agent(), store=store).run_once() == 1
+    row = await store.fetchrow("SELECT status, final_output FROM run_states WHERE run_id = $1 AND active", run_id)
+    assert row is not None and (row["status"], row["final_output"]) == ("finished", "done 7")
+    paid = await store.fetch("SELECT pid FROM public.worker_ledger WHERE batch = $1", batch)
+    assert [r["pid"] for r in paid] == [os.getpid()]  # the killed worker never paid
+
+
+async def test_a_worker_on_pglite_resumes_decided_runs(tmp_path: Path) -> None:
+    uri = require_postgres()  # the ledger's table
+    async with await open_store(uri) as plain:
+        await plain.execute(ledger.CREATE)
+    batch = uuid.uuid4().hex
+    os.environ.update(LEDGER_URI=uri, LEDGER_BATCH=batch)
+    async with await open_store(pglite_path=tmp_path / "db") as store:
+        with FakeModelServer([ledger.answer] * 6) as server:
+            os.environ["FAKE_MODEL_URL"] = server.base_url
+            run_ids = await pause_runs(store, 3)
+            worker = Worker(ledger.make_agent(), store=store)
+            assert await worker.run_once() == 0  # nothing decided yet
+            await RunStateStore.decide(run_ids[0], approve=True, store=store)
+            await RunStateStore.decide(run_ids[1], approve=False, message="not paid", store=store)
+            assert await worker.run_once() == 2
+            assert await worker.run_once() == 0
+        statuses = [(await RunStateStore.find_run(run_id, store)).status for run_id in run_ids]
+    assert statuses == ["finished", "finished", "interrupted"]
+    async with await open_store(uri) as plain:
+        paid = await plain.fetch("SELECT amount FROM worker_ledger WHERE batch = $1", batch)
+    assert [r["amount"] for r in paid] == [1]

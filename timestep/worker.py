@@ -1,0 +1,134 @@
+"""`Worker`: resumes the durable runs that are ready, in the background, on any number of machines.
+
+A run is ready when every tool call it waits on has a recorded decision (`timestep runs
+approve/reject`, `RunStateStore.decide`), or when it is `running` under a lease that expired
+(the process running it died). The worker claims ready runs in bulk (`timestep_claim_runs`,
+FOR UPDATE SKIP LOCKED: two workers never take one run), resumes each with the agent graph it
+was given, and records how each ends, as `run_agent(..., run_store=...)` does. On PostgreSQL it
+waits for a decision's notification; on PGlite it looks again every `poll_seconds`.
+
+A run resumes with the session named by its run id (`Session(run_id)`), as `timestep runs
+resume` does: the README's runs use their session's id as the run id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from agents import Agent
+
+from .durable_run import RunLease, lease_owner
+from .run_state import LEASE_SECONDS, RunStateStore
+from .runner import run_held
+from .session import Session
+from .store import Store
+from .store.default import store_or_default
+
+logger = logging.getLogger("timestep.worker")
+
+_CLAIM_READY = "SELECT run_id FROM timestep_claim_runs($1, $2, $3)"
+_INPUT = "SELECT state IS NULL AND state_js IS NULL AS new, input FROM run_states WHERE run_id = $1 AND active"
+CHANNEL = "timestep_runs"  # schema migration 13's trigger notifies it
+
+
+class Worker:
+    """Resumes ready durable runs of `agent`'s graph, up to `concurrency` at a time."""
+
+    def __init__(
+        self,
+        agent: Agent[Any],
+        *,
+        store: Store | None = None,
+        concurrency: int = 4,
+        lease_seconds: float = LEASE_SECONDS,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if not lease_seconds > 0 or not poll_seconds > 0:
+            raise ValueError("lease_seconds and poll_seconds must be positive")
+        self.agent = agent
+        self.concurrency = concurrency
+        self.lease_seconds = float(lease_seconds)
+        self.poll_seconds = float(poll_seconds)
+        self.owner = lease_owner()  # every lease this worker takes is in this name
+        self.finished = 0  # runs this worker has run to a pause, an end or a failure
+        self._store = store
+        self._running: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Take and run ready runs until `stop` is set; then take no more, let the runs in hand
+        finish, and return."""
+        store = await store_or_default(self._store)
+        stop = stop or asyncio.Event()
+        listener = asyncio.create_task(self._listen(store)) if store.backend == "postgres" else None
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                await self._take(store)
+                self._wake.clear()
+                waker = asyncio.create_task(self._wake.wait())
+                await asyncio.wait({waker, stopping}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+        finally:
+            stopping.cancel()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            if self._running:
+                await asyncio.wait(self._running)
+
+    async def run_once(self) -> int:
+        """Take the runs ready now (up to `concurrency`), run them, and return how many."""
+        store = await store_or_default(self._store)
+        taken = await self._take(store)
+        if self._running:
+            await asyncio.wait(self._running)
+        return taken
+
+    async def _take(self, store: Store) -> int:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        rows = await store.fetch(_CLAIM_READY, self.owner, self.lease_seconds, free)
+        for row in rows:
+            task = asyncio.create_task(self._resume(store, row["run_id"]), name=f"timestep worker: run {row['run_id']}")
+            self._running.add(task)
+            task.add_done_callback(self._done)
+        return len(rows)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.finished += 1
+        self._wake.set()  # a slot is free
+
+    async def _resume(self, store: Store, run_id: str) -> None:
+        runs = RunStateStore(self.agent, run_id, store=store, lease_seconds=self.lease_seconds)
+        lease = RunLease.held(runs, store, self.owner)
+        try:
+            row = await store.fetchrow(_INPUT, run_id)
+            assert row is not None
+            input = row["input"] if row["new"] else await runs.load()
+        except Exception as error:  # a state that cannot be resumed here: record why, let go
+            await lease.fail(error)
+            logger.error("run %s cannot be resumed: %s", run_id, error)
+            return
+        try:
+            await run_held(self.agent, input, Session(run_id, store=store), False, lease)
+        except Exception as error:  # recorded as failed by run_held; the worker goes on
+            logger.error("run %s failed: %s: %s", run_id, type(error).__name__, error)
+
+    async def _listen(self, store: Store) -> None:
+        """Wake the worker when a decision is recorded or a run saved (PostgreSQL's NOTIFY)."""
+        while True:
+            try:
+                async for _ in store.notifications(CHANNEL):  # type: ignore[attr-defined]
+                    self._wake.set()
+            except Exception as error:  # the server went away: polling goes on; listen again
+                logger.warning("worker: notifications stopped (%s); listening again", error)
+                await asyncio.sleep(self.poll_seconds)
