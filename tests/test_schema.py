@@ -114,3 +114,43 @@ async def test_session_items_written_as_jsonb_read_back_after_migration_11(pg_sc
         assert await session.get_items(branch_id="main") == items
         await session.add_items([{"role": "assistant", "content": "new"}])
         assert (await session.get_items())[-1] == {"role": "assistant", "content": "new"}
+
+
+async def test_runs_saved_before_migration_13_keep_working(pg_schema_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the run lifecycle's migration, an old `interrupted` run is claimable, and an old
+    `saved` run (nothing pending) reads as `finished` and cannot be resumed."""
+    import banker
+    from timestep.errors import RunNotResumable
+    from timestep.run_state import RunStateStore
+    from timestep.runner import run_agent
+    from timestep.store import schema
+    from timestep.testing import FakeModelServer, call, text
+
+    monkeypatch.setattr(schema, "MIGRATIONS", [(version, sql) for version, sql in MIGRATIONS if version < 13])
+    monkeypatch.setattr(schema, "LATEST", 12)
+    with FakeModelServer([call("wire_money", {"amount": 5}), text("Hello."), text("Sent 5.")]) as server:
+        agent = banker.make_agent(server.base_url)
+        async with await open_store(pg_schema_uri) as store:
+            assert await store.fetchval("SELECT max(version) FROM timestep_schema") == 12
+            paused = await run_agent(agent, "send 5", None)
+            await RunStateStore(agent, "old-paused", store=store).save(paused.to_state())
+            done = await run_agent(agent, "hi", None)
+            await store.execute(  # as timestep saved a run with nothing pending before
+                "SELECT timestep_save_run_state('old-done', 'banker', 'saved', 0, 'python', NULL, '1.21', $1, NULL, NULL)",
+                RunStateStore(agent, "old-done", store=store).encode(done.to_state()).state,
+            )
+        monkeypatch.undo()
+        async with await open_store(pg_schema_uri) as store:
+            assert await store.fetchval("SELECT max(version) FROM timestep_schema") == LATEST
+            assert (await RunStateStore.find_run("old-done", store)).status == "finished"
+            old_done = RunStateStore(agent, "old-done", store=store)
+            with pytest.raises(RunNotResumable) as refused:
+                await run_agent(agent, await old_done.load(), None, run_store=old_done)
+            assert refused.value.reason == "finished"
+            old_paused = RunStateStore(agent, "old-paused", store=store)
+            state = await old_paused.load()
+            state.approve(state.get_interruptions()[0])
+            banker.executed.clear()
+            result = await run_agent(agent, state, None, run_store=old_paused)
+            assert result.final_output == "Sent 5." and banker.executed == ["wire_money 5.0"]
+            assert (await RunStateStore.find_run("old-paused", store)).status == "finished"
