@@ -213,15 +213,14 @@ class RunLease {
   /** Record `interrupted` (the state saved) or `finished` (the final output), and let go. */
   async finish(result) {
     clearInterval(this.#timer);
-    const state = result.state;
-    const document = state.toJSON();
-    const pending = state.getInterruptions().length;
+    const pending = result.interruptions?.length ?? 0;
+    const document = pending ? result.state.toJSON() : null; // a finished run resumes no more
     const { rows } = await this.db.query(
       END,
       [
         this.store.sessionId, this.owner, pending ? 'interrupted' : 'finished',
-        document.currentAgent?.name ?? this.store.agent.name, String(pending), SDK, agentsVersion(),
-        String(document.$schemaVersion ?? ''), JSON.stringify(document),
+        document?.currentAgent?.name ?? this.store.agent.name, String(pending), SDK, agentsVersion(),
+        String(document?.$schemaVersion ?? ''), document && JSON.stringify(document),
         pending ? null : JSON.stringify(result.finalOutput ?? null), null,
       ],
       [OID.text, OID.text, OID.text, OID.text, OID.int4, OID.text, OID.text, OID.text, OID.json, OID.json, OID.text],
@@ -410,6 +409,7 @@ export class RunStateStore {
     if (!row) {
       throw new RunStateNotFound(`no saved state for run ${JSON.stringify(this.sessionId)}; save one with RunStateStore.save(result.state)`);
     }
+    if (row.status === 'finished') throw notResumable(this.sessionId, row); // nothing to resume
     const decisions = checkedDecisions(row.decisions ?? {}, this.sessionId);
     const state = await this.#decode(row);
     for (const item of state.getInterruptions()) {

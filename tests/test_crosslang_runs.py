@@ -157,16 +157,16 @@ async def test_python_pauses_node_claims_and_finishes_python_is_refused(database
         assert outcome == {"final": "Sent 5.", "executed": ["wire_money 5"], "pending": 0}
         with pytest.raises(RunNotResumable) as stale:
             await run_agent(agent, loaded_before, None, run_store=runs)
-        assert stale.value.reason == "superseded"
+        assert stale.value.reason == "finished"
         with pytest.raises(RunNotResumable) as finished:
-            await run_agent(agent, await runs.load(), None, run_store=runs)
+            await runs.load()
         assert finished.value.reason == "finished"
         # And Node is refused the same way.
         assert node(env, server, "claim", "banker", run_id, "{}") == {"refused": "finished", "executed": []}
         assert len(server.requests) == 2
     assert banker.executed == []
     [run] = [r for r in await RunStateStore.list_runs(store) if r.run_id == run_id]
-    assert (run.status, run.final_output, run.sdk) == ("finished", "Sent 5.", "javascript")
+    assert (run.status, run.final_output, run.lease_expires_at) == ("finished", "Sent 5.", None)
 
 
 async def test_a_state_that_cannot_convert_is_saved_and_node_is_told_why(database: tuple[Store, dict[str, str]]) -> None:

@@ -124,7 +124,7 @@ async def test_two_processes_resume_the_same_run_and_the_tool_runs_once(target: 
     )
     assert {o.get("refused") for o in outcomes} - {None} <= {"held", "superseded"}
     row = await active_row(store, runs.session_id)
-    assert (row["status"], row["final_output"], row["lease_owner"]) == ("finished", "Sent 5.", None)
+    assert (row["status"], row["final_output"], row["lease_expires_at"]) == ("finished", "Sent 5.", None)  # released
     items = await Session(runs.session_id, store=store).get_items()
     assert [item.get("type") for item in items].count("function_call_output") == 1
 
@@ -139,20 +139,20 @@ async def test_a_finished_run_cannot_be_resumed_again(target: tuple[str, Store])
         session = Session(runs.session_id, store=store)
         result = await run_agent(runs.agent, state, session, run_store=runs)
         assert result.final_output == "Sent 5." and banker.executed == ["wire_money 5.0"]
-        # The same state again: it is no longer the run's latest save.
+        # The same state again: the run it came from is finished.
         with pytest.raises(RunNotResumable) as stale:
             await run_agent(runs.agent, state, session, run_store=runs)
-        assert stale.value.reason == "superseded"
-        # Loaded afresh: the run is finished.
+        assert stale.value.reason == "finished" and "is finished" in str(stale.value)
+        # Nor can it be loaded again to be resumed.
         with pytest.raises(RunNotResumable) as finished:
-            await run_agent(runs.agent, await runs.load(), session, run_store=runs)
-        assert finished.value.reason == "finished" and "is finished" in str(finished.value)
+            await runs.load()
+        assert finished.value.reason == "finished"
         assert len(server.requests) == 2
     assert banker.executed == ["wire_money 5.0"]
     [run] = [r for r in await RunStateStore.list_runs(store) if r.run_id == runs.session_id]
     assert (run.status, run.final_output, run.pending_approvals) == ("finished", "Sent 5.", 0)
-    # Each save, as it last was: started on the input, resumed from its pause, finished.
-    assert [h["status"] for h in await runs.history()] == ["running", "running", "finished"]
+    # Started on the input; its pause, resumed and finished (the row keeps the paused state).
+    assert [h["status"] for h in await runs.history()] == ["running", "finished"]
 
 
 async def test_a_streamed_run_is_recorded_when_its_stream_ends(target: tuple[str, Store]) -> None:
@@ -170,7 +170,7 @@ async def test_a_streamed_run_is_recorded_when_its_stream_ends(target: tuple[str
         result = await consume_result(streamed)
     assert result.final_output == "Sent 5."
     row = await active_row(store, runs.session_id)
-    assert (row["status"], row["final_output"], row["lease_owner"]) == ("finished", "Sent 5.", None)
+    assert (row["status"], row["final_output"], row["lease_expires_at"]) == ("finished", "Sent 5.", None)  # released
 
 
 async def test_a_failed_run_keeps_its_state_and_can_be_retried(target: tuple[str, Store]) -> None:
@@ -227,8 +227,8 @@ async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(ta
         result = await run_agent(agent, "send 5", run_store=runs)
     assert result.final_output == "Done."
     history = await runs.history()
-    # The killed process's start, this process's start (taken over), its end.
-    assert [(h["status"], h["active"]) for h in history] == [("running", False), ("running", False), ("finished", True)]
+    # The killed process's start; this process's start (taken over), finished.
+    assert [(h["status"], h["active"]) for h in history] == [("running", False), ("finished", True)]
 
 
 @pytest.mark.parametrize(

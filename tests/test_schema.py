@@ -145,7 +145,7 @@ async def test_runs_saved_before_migration_13_keep_working(pg_schema_uri: str, m
             assert (await RunStateStore.find_run("old-done", store)).status == "finished"
             old_done = RunStateStore(agent, "old-done", store=store)
             with pytest.raises(RunNotResumable) as refused:
-                await run_agent(agent, await old_done.load(), None, run_store=old_done)
+                await old_done.load()
             assert refused.value.reason == "finished"
             old_paused = RunStateStore(agent, "old-paused", store=store)
             state = await old_paused.load()

@@ -44,7 +44,8 @@ class RunLease:
         self.runs = runs
         self.store = store
         self.owner = owner
-        self._renewal: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the next renewal, while waiting for it
+        self._renewal: asyncio.Task[None] | None = None  # a renewal under way
 
     @classmethod
     def held(cls, runs: RunStateStore, store: Store, owner: str) -> RunLease:
@@ -82,26 +83,19 @@ class RunLease:
 
     async def finish(self, result: RunResult | RunResultStreaming) -> None:
         """Record how the run came to rest: `interrupted` (its state saved, waiting for
-        approvals) or `finished` (its final state and output); then let go of it."""
+        approvals) or `finished` (its final output); then let go of it."""
         await self._stop_renewing()
-        encoded = self.runs.encode(result.to_state())
-        interrupted = bool(result.interruptions)
-        ended = await self.store.fetchval(
-            _END,
-            self.runs.session_id,
-            self.owner,
-            "interrupted" if interrupted else "finished",
-            encoded.agent_name,
-            encoded.pending,
-            SDK,
-            SDK_VERSION,
-            encoded.schema_version,
-            encoded.state,
-            encoded.state_js,
-            encoded.conversion_error,
-            None if interrupted else Json(_jsonable(result.final_output)),
-            None,
-        )
+        if result.interruptions:
+            encoded = self.runs.encode(result.to_state())
+            ended = await self.store.fetchval(
+                _END, self.runs.session_id, self.owner, "interrupted", encoded.agent_name, encoded.pending, SDK,
+                SDK_VERSION, encoded.schema_version, encoded.state, encoded.state_js, encoded.conversion_error, None, None,
+            )
+        else:
+            ended = await self.store.fetchval(
+                _END, self.runs.session_id, self.owner, "finished", self.runs.agent.name, 0, SDK, SDK_VERSION, "",
+                None, None, None, Json(_jsonable(result.final_output)), None,
+            )
         if not ended:
             raise self._lost_error()
 
@@ -118,20 +112,26 @@ class RunLease:
             await asyncio.shield(write)
 
     def _renewing(self) -> RunLease:
-        self._renewal = asyncio.create_task(self._renew(), name=f"timestep lease of run {self.runs.session_id}")
+        """Renew the lease every third of it, until `_stop_renewing`. A timer, not a task, while
+        nothing is due: most runs end before their first renewal."""
+        self._timer = asyncio.get_running_loop().call_later(self.runs.lease_seconds / 3, self._renew_now)
         return self
 
+    def _renew_now(self) -> None:
+        self._renewal = asyncio.create_task(self._renew(), name=f"timestep lease of run {self.runs.session_id}")
+
     async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.runs.lease_seconds / 3)
-            try:
-                held = await self.store.fetchval(_RENEW, self.runs.session_id, self.owner, self.runs.lease_seconds)
-            except Exception:
-                continue  # the store is down for a moment: the next renewal tries again
-            if not held:
-                return  # taken over: finish() or fail() finds it so and records nothing
+        try:
+            held = await self.store.fetchval(_RENEW, self.runs.session_id, self.owner, self.runs.lease_seconds)
+        except Exception:
+            held = True  # the store is down for a moment: the next renewal tries again
+        if held:  # else taken over: finish() or fail() finds it so and records nothing
+            self._renewing()
 
     async def _stop_renewing(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._renewal is not None:
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):

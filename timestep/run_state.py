@@ -169,13 +169,16 @@ class RunStateStore:
         )
 
     async def load(self) -> RunState[Any]:
-        """The active saved state, ready to approve, reject and resume."""
+        """The active saved state, ready to approve, reject and resume (a finished run has
+        nothing to resume: `RunNotResumable`)."""
         store = await self.store()
         row = await store.fetchrow(_ACTIVE, self.session_id)
         if row is None:
             raise RunStateNotFound(
                 f"no saved state for run {self.session_id!r}; save one with RunStateStore.save(result.to_state())"
             )
+        if row["status"] == "finished":  # nothing to resume; its row keeps what it last ran from
+            raise not_resumable(self.session_id, "finished", None, None)
         document = _python_document(row, self.session_id)
         _check_interruptions(document, self.session_id)
         decisions = _checked_decisions(row["decisions"], self.session_id)

@@ -48,9 +48,9 @@ if (command === 'pause') {
   const [sessionId, decisionsJson, stream] = rest;
   const store = new RunStateStore({ agent, sessionId });
   try {
-    const state = await store.load();
-    applyDecisions(state, JSON.parse(decisionsJson));
     try {
+      const state = await store.load(); // a finished run is refused here already
+      applyDecisions(state, JSON.parse(decisionsJson));
       const result = await consumeResult(await runAgent(agent, state, null, stream === 'stream', { runStore: store }));
       const pending = result.interruptions?.length ?? 0;
       process.stdout.write(JSON.stringify({ final: pending ? null : result.finalOutput, executed, pending }));

@@ -378,14 +378,29 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE active AND status IN ('running', 'interrupted');
 
         -- Start a run on new input: refused (started = false) while another process holds
-        -- the run under a live lease; any other active row is retired, kept as history.
+        -- the run under a live lease; any other active row is retired, kept as history. Its
+        -- commit does not wait for the WAL (synchronous_commit off for this transaction): a
+        -- start lost with the database's own crash leaves no run to resume twice, and the
+        -- starting process is told when it records the end. Every later step is synced.
         CREATE FUNCTION timestep_start_run(
             p_run_id text, p_agent_name text, p_sdk text, p_sdk_version text, p_input json,
             p_owner text, p_lease_seconds double precision)
         RETURNS TABLE (started boolean, status text, lease_owner text, lease_expires_at timestamptz)
         LANGUAGE plpgsql AS $fn$
-        DECLARE r run_states%ROWTYPE;
+        DECLARE
+            r run_states%ROWTYPE;
+            expires timestamptz := clock_timestamp() + make_interval(secs => p_lease_seconds);
         BEGIN
+            PERFORM set_config('synchronous_commit', 'off', true);
+            -- A new run id (the usual case): no active row to look at or retire.
+            INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version,
+                                    schema_version, input, lease_owner, lease_expires_at)
+            VALUES (p_run_id, p_agent_name, 'running', 0, p_sdk, p_sdk_version, '', p_input, p_owner, expires)
+            ON CONFLICT (run_id) WHERE active DO NOTHING;
+            IF FOUND THEN
+                RETURN QUERY SELECT true, 'running'::text, p_owner, expires;
+                RETURN;
+            END IF;
             PERFORM pg_advisory_xact_lock(hashtextextended(p_run_id, 0));
             SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active FOR UPDATE;
             IF FOUND AND r.status = 'running' AND r.lease_expires_at >= clock_timestamp() THEN
@@ -395,10 +410,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             UPDATE run_states s SET active = false WHERE s.run_id = p_run_id AND s.active;
             INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version,
                                     schema_version, input, lease_owner, lease_expires_at)
-            VALUES (p_run_id, p_agent_name, 'running', 0, p_sdk, p_sdk_version, '', p_input, p_owner,
-                    clock_timestamp() + make_interval(secs => p_lease_seconds));
-            RETURN QUERY SELECT true, 'running'::text, p_owner,
-                clock_timestamp() + make_interval(secs => p_lease_seconds);
+            VALUES (p_run_id, p_agent_name, 'running', 0, p_sdk, p_sdk_version, '', p_input, p_owner, expires);
+            RETURN QUERY SELECT true, 'running'::text, p_owner, expires;
         END
         $fn$;
 
@@ -469,8 +482,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         $fn$;
 
         -- End a run this owner holds, releasing it: `failed` keeps the row (and the state it
-        -- started from) with the error; `interrupted` and `finished` save the new state as the
-        -- active row. False, with nothing written, if the owner no longer holds the run.
+        -- started from) with the error, `finished` keeps it with the final output (a finished
+        -- run resumes no more: its state is not needed), `interrupted` saves the new state as
+        -- the active row. False, with nothing written, if the owner no longer holds the run.
         CREATE FUNCTION timestep_end_run(
             p_run_id text, p_owner text, p_status text, p_agent_name text, p_pending_approvals integer,
             p_sdk text, p_sdk_version text, p_schema_version text, p_state json, p_state_js json,
@@ -478,21 +492,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         RETURNS boolean LANGUAGE plpgsql AS $fn$
         DECLARE r run_states%ROWTYPE;
         BEGIN
+            IF p_status IN ('failed', 'finished') THEN  -- the row itself: its lock is enough
+                UPDATE run_states s SET status = p_status, error = p_error, final_output = p_final_output,
+                    lease_expires_at = NULL,
+                    pending_approvals = CASE WHEN p_status = 'finished' THEN 0 ELSE s.pending_approvals END
+                WHERE s.run_id = p_run_id AND s.active AND s.status = 'running' AND s.lease_owner = p_owner;
+                RETURN FOUND;
+            END IF;
             PERFORM pg_advisory_xact_lock(hashtextextended(p_run_id, 0));
             SELECT * INTO r FROM run_states s WHERE s.run_id = p_run_id AND s.active FOR UPDATE;
             IF NOT FOUND OR r.status <> 'running' OR r.lease_owner IS DISTINCT FROM p_owner THEN
                 RETURN false;
             END IF;
-            IF p_status = 'failed' THEN
-                UPDATE run_states s SET status = 'failed', error = p_error, lease_expires_at = NULL WHERE s.id = r.id;
-                RETURN true;
-            END IF;
             UPDATE run_states s SET active = false, lease_expires_at = NULL WHERE s.id = r.id;
             INSERT INTO run_states (run_id, agent_name, status, pending_approvals, sdk, sdk_version, schema_version,
-                                    state, state_js, conversion_error, final_output, input)
+                                    state, state_js, conversion_error)
             VALUES (p_run_id, p_agent_name, p_status, p_pending_approvals, p_sdk, p_sdk_version, p_schema_version,
-                    p_state, p_state_js, p_conversion_error, p_final_output,
-                    CASE WHEN p_state IS NULL AND p_state_js IS NULL THEN r.input END);
+                    p_state, p_state_js, p_conversion_error);
             RETURN true;
         END
         $fn$;
