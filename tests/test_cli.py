@@ -144,6 +144,40 @@ async def test_runs_list_show_approve_reject_resume(target: tuple[Store, list[st
     assert [r.status for r in await RunStateStore.list_runs(store) if r.run_id == run_id] == ["finished"]
 
 
+async def test_the_readme_durable_run_then_the_operator_runs_nothing_twice(target: tuple[Store, list[str]]) -> None:
+    """The README's durable run, finished; then an operator looks at it and tries again."""
+    import banker
+    from timestep.run_state import RunStateStore
+    from timestep.runner import run_agent
+    from timestep.testing import FakeModelServer, call, text
+
+    store, options = target
+    banker.executed.clear()
+    with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
+        agent = banker.make_agent(server.base_url)
+        session = Session(store=store)
+        runs = RunStateStore(agent=agent, session_id=session.session_id, store=store)
+        result = await run_agent(agent, "send 5", session, run_store=runs)
+        assert result.interruptions
+        state = await runs.load()
+        for item in state.get_interruptions():
+            state.approve(item)
+        result = await run_agent(agent, state, session, run_store=runs)
+        assert result.final_output == "Sent 5."
+        run_id = session.session_id
+
+        listed = timestep("runs", "list", *options)
+        line = next(line for line in listed.stdout.splitlines() if line.startswith(run_id))
+        assert [cell.strip() for cell in line.split(" | ")][2:4] == ["finished", "0"] and "output: Sent 5." in line
+        assert timestep("runs", "show", *options, run_id).stdout.strip() == f"run {run_id}: finished, output: Sent 5."
+        for attempt in (timestep("runs", "approve", *options, run_id), resume(options, run_id, server)):
+            assert attempt.returncode == 1 and attempt.stderr.count("\n") == 1 and "is finished" in attempt.stderr
+        assert len(server.requests) == 2
+    assert banker.executed == ["wire_money 5.0"]
+    outputs = [item for item in await session.get_items() if item.get("type") == "function_call_output"]
+    assert len(outputs) == 1
+
+
 def resume(options: list[str], run_id: str, server: Any) -> subprocess.CompletedProcess[str]:
     """`timestep runs resume RUN --agent banker:make_agent`, against the fake model `server`."""
     import banker

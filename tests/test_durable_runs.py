@@ -85,6 +85,10 @@ def child(action: str, name: str, run_id: str, server: FakeModelServer) -> subpr
     )
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "timestep", *args], capture_output=True, text=True, env=child_env(), timeout=300)
+
+
 async def paused_run(store: Store, server: FakeModelServer, **runs: Any) -> RunStateStore:
     """A durable run paused for approval of one wire_money call."""
     agent = banker.make_agent(server.base_url)
@@ -216,6 +220,14 @@ async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(ta
             with pytest.raises(RunNotResumable) as held:
                 await run_agent(agent, "send 5", run_store=runs)
             assert held.value.reason == "held" and held.value.lease_owner == row["lease_owner"]
+            # The operator sees who holds it, and cannot decide on it meanwhile.
+            where = ["--uri", name] if name.startswith("postgresql") else ["--pglite-path", name]
+            listed = cli("runs", "list", *where)
+            line = next(line for line in listed.stdout.splitlines() if line.startswith(run_id))
+            cells = [cell.strip() for cell in line.split(" | ")]
+            assert cells[2] == "running" and cells[-1].startswith(f"held by {row['lease_owner']} until")
+            refused = cli("runs", "approve", *where, run_id)
+            assert refused.returncode == 1 and f"is being run by {row['lease_owner']}" in refused.stderr
             holder.send_signal(signal.SIGKILL)
             holder.wait()
         finally:
