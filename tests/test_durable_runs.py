@@ -85,6 +85,11 @@ def child(action: str, name: str, run_id: str, server: FakeModelServer) -> subpr
     )
 
 
+def where(name: str) -> list[str]:
+    """The CLI options that name the target's database."""
+    return ["--uri", name] if name.startswith("postgresql") else ["--pglite-path", name]
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "timestep", *args], capture_output=True, text=True, env=child_env(), timeout=300)
 
@@ -178,7 +183,7 @@ async def test_a_streamed_run_is_recorded_when_its_stream_ends(target: tuple[str
 
 
 async def test_a_failed_run_keeps_its_state_and_can_be_retried(target: tuple[str, Store]) -> None:
-    _, store = target
+    name, store = target
     banker.executed.clear()
     with FakeModelServer([call("wire_money", {"amount": 5}), error(400, "bad request"), text("Sent 5.")]) as server:
         runs = await paused_run(store, server)
@@ -189,6 +194,8 @@ async def test_a_failed_run_keeps_its_state_and_can_be_retried(target: tuple[str
         row = await active_row(store, runs.session_id)
         assert row["status"] == "failed" and "bad request" in row["error"] and row["lease_owner"] is not None
         assert row["lease_expires_at"] is None  # released
+        shown = cli("runs", "show", *where(name), runs.session_id).stdout
+        assert "1 tool call waiting for approval (failed: " in shown and "bad request" in shown
         # The state it started from, with the decisions recorded in the store (none: the
         # approval was given in memory), waits for a retry.
         assert [call.decision for call in await RunStateStore.pending_calls(runs.session_id, store)] == [None]
@@ -221,12 +228,11 @@ async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(ta
                 await run_agent(agent, "send 5", run_store=runs)
             assert held.value.reason == "held" and held.value.lease_owner == row["lease_owner"]
             # The operator sees who holds it, and cannot decide on it meanwhile.
-            where = ["--uri", name] if name.startswith("postgresql") else ["--pglite-path", name]
-            listed = cli("runs", "list", *where)
+            listed = cli("runs", "list", *where(name))
             line = next(line for line in listed.stdout.splitlines() if line.startswith(run_id))
             cells = [cell.strip() for cell in line.split(" | ")]
             assert cells[2] == "running" and cells[-1].startswith(f"held by {row['lease_owner']} until")
-            refused = cli("runs", "approve", *where, run_id)
+            refused = cli("runs", "approve", *where(name), run_id)
             assert refused.returncode == 1 and f"is being run by {row['lease_owner']}" in refused.stderr
             holder.send_signal(signal.SIGKILL)
             holder.wait()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from timestep.run_state import RunStateStore
 from timestep.runner import run_agent
 from timestep.store import Store
 from timestep.store.namespace import drop_namespace
-from timestep.testing import FakeModelServer
+from timestep.testing import FakeModelServer, RecordedRequest, Reply
 from timestep.worker import CHANNEL, Worker
 
 pytestmark = pytest.mark.anyio
@@ -179,3 +180,34 @@ async def test_a_worker_on_pglite_resumes_decided_runs(tmp_path: Path) -> None:
     async with await open_store(uri) as plain:
         paid = await plain.fetch("SELECT amount FROM worker_ledger WHERE batch = $1", batch)
     assert [r["amount"] for r in paid] == [1]
+
+
+async def test_a_decision_wakes_a_worker_and_sigterm_lets_it_finish_the_run_in_hand(namespaced: tuple[str, str, Store]) -> None:
+    """On PostgreSQL a worker waits for NOTIFY, not for its next look (here ten minutes away);
+    SIGTERM while it runs a run: it finishes that run, then exits 0."""
+    uri, namespace, store = namespaced
+    batch = uuid.uuid4().hex
+    in_flight, release = threading.Event(), threading.Event()
+
+    def slow(request: RecordedRequest) -> Reply:
+        in_flight.set()
+        release.wait(120)
+        return ledger.answer(request)
+
+    with FakeModelServer([ledger.answer, slow]) as server:
+        os.environ["FAKE_MODEL_URL"] = server.base_url
+        [run_id] = await pause_runs(store, 1, first=3)
+        worker = start_worker(uri, namespace, env_for(server, uri, batch), "--poll", "600")
+        try:
+            await RunStateStore.decide(run_id, approve=True, store=store)
+            assert await asyncio.to_thread(in_flight.wait, 60), "the worker did not wake on the decision"
+            worker.send_signal(signal.SIGTERM)
+            release.set()
+            out, err = worker.communicate(timeout=120)
+        finally:
+            release.set()
+            worker.kill()
+    assert worker.returncode == 0, err
+    assert "stopped after 1 run" in out
+    row = await store.fetchrow("SELECT status, final_output FROM run_states WHERE run_id = $1 AND active", run_id)
+    assert row is not None and (row["status"], row["final_output"]) == ("finished", "done 3")
