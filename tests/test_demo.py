@@ -28,5 +28,5 @@ def test_demo_tells_the_whole_story(backend: str, tmp_path: Path) -> None:
     assert "tool ran: 'sent $5 to Bob'" in out
     assert "final answer: 'Done: I sent $5 to Bob.'" in out
     assert "the session holds 4 items" in out
-    assert "run_states keeps 2 saves" in out
+    assert "run_states says the run is finished, with output" in out
     assert "warning" not in done.stderr.lower()

@@ -57,14 +57,14 @@ async def pause_and_save(store: Store) -> str:
     _say("1", f"model: {what}")
     session = Session(store=store)
     _say("1", f"run {session.session_id}: user says {PROMPT!r}")
-    result = await consume_result(await run_agent(agent, PROMPT, session))
+    runs = RunStateStore(agent, session.session_id, store=store)
+    result = await consume_result(await run_agent(agent, PROMPT, session, run_store=runs))
     for item in result.interruptions:
         _say("1", f"paused: the agent wants to call {item.raw_item.name}({item.raw_item.arguments}) and needs approval")
     if not result.interruptions:
         _say("1", f"the model answered without asking: {result.final_output!r}")
         return session.session_id
-    await RunStateStore(agent, session.session_id, store=store).save(result.to_state())
-    _say("1", "saved the paused run to the run_states table; this process now lets go of it")
+    _say("1", "the durable run saved itself to the run_states table, paused; this process now lets go of it")
     return session.session_id
 
 
@@ -76,12 +76,12 @@ async def resume(store: Store, run_id: str) -> None:
     for item in state.get_interruptions():
         _say("2", f"process {os.getpid()} loaded run {run_id}; a human approves {item.raw_item.name}")
         state.approve(item)
-    result = await consume_result(await run_agent(agent, state, Session(run_id, store=store)))
+    # Claimed before anything runs: a second resume of this run, from anywhere, is refused.
+    result = await consume_result(await run_agent(agent, state, Session(run_id, store=store), run_store=runs))
     for item in result.new_items:
         if item.type == "tool_call_output_item":
             _say("2", f"tool ran: {item.output!r}")
     _say("2", f"final answer: {result.final_output!r}")
-    await runs.save(result.to_state())
 
 
 async def main(uri: str | None, pglite_path: str | None, namespace: str | None = None) -> int:
@@ -99,12 +99,12 @@ async def main(uri: str | None, pglite_path: str | None, namespace: str | None =
         _say("3", f"back in process {os.getpid()}: the session holds {len(items)} items:")
         for item in items:
             print(f"      {_describe(item)}")
-        saves = await store.fetchval("SELECT count(*) FROM run_states WHERE run_id = $1", run_id)
-        _say("3", f"run_states keeps {saves} saves of this run (the paused one and the finished one)")
+        run = await RunStateStore.find_run(run_id, store)
+        _say("3", f"run_states says the run is {run.status}, with output {run.final_output!r}: it cannot run again")
     where = f" --uri {uri}" if uri else f" --pglite-path {pglite_path}" if pglite_path else ""
     where += f" --namespace {namespace}" if namespace else ""
     print(f"\nLook around: timestep sessions show {run_id}{where}")
-    print(f'             timestep sql{where} "SELECT run_id, status, created_at FROM run_states"')
+    print(f"             timestep runs show {run_id}{where}")
     return 0
 
 
