@@ -83,11 +83,12 @@ async def until_finished(store: Store, run_ids: list[str]) -> None:
         return int(await store.fetchval("SELECT count(*) FROM run_states WHERE active AND status = 'finished'"))
 
     async def wait() -> None:
-        if await finished() == len(run_ids):
-            return
-        async for _ in store.notifications(CHANNEL):  # type: ignore[attr-defined]
+        async with store.listening(CHANNEL) as payloads:  # type: ignore[attr-defined]
             if await finished() == len(run_ids):
                 return
+            async for _ in payloads:
+                if await finished() == len(run_ids):
+                    return
 
     await asyncio.wait_for(wait(), 300)
 

@@ -349,8 +349,8 @@ async def _worker(store: Store, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    print(f"worker {worker.owner} on {store.location}: resuming ready runs, {args.concurrency} at a time; stop with Ctrl-C", flush=True)
-    await worker.run(stop)
+    banner = f"worker {worker.owner} on {store.location}: resuming ready runs, {args.concurrency} at a time; stop with Ctrl-C"
+    await worker.run(stop, ready=lambda: print(banner, flush=True))
     print(f"worker {worker.owner} stopped after {worker.finished} run{'' if worker.finished == 1 else 's'}", flush=True)
     return 0
 

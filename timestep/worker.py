@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from agents import Agent
@@ -60,12 +61,19 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
+    async def run(self, stop: asyncio.Event | None = None, ready: Callable[[], None] | None = None) -> None:
         """Take and run ready runs until `stop` is set; then take no more, let the runs in hand
-        finish, and return."""
+        finish, and return. `ready` is called once the worker misses nothing: on PostgreSQL,
+        once it listens for notifications."""
         store = await store_or_default(self._store)
         stop = stop or asyncio.Event()
-        listener = asyncio.create_task(self._listen(store)) if store.backend == "postgres" else None
+        listener = None
+        if store.backend == "postgres":
+            listening = asyncio.Event()
+            listener = asyncio.create_task(self._listen(store, listening))
+            await asyncio.wait({listener, asyncio.create_task(listening.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if ready is not None:
+            ready()
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -123,12 +131,16 @@ class Worker:
         except Exception as error:  # recorded as failed by run_held; the worker goes on
             logger.error("run %s failed: %s: %s", run_id, type(error).__name__, error)
 
-    async def _listen(self, store: Store) -> None:
+    async def _listen(self, store: Store, listening: asyncio.Event) -> None:
         """Wake the worker when a decision is recorded or a run saved (PostgreSQL's NOTIFY)."""
         while True:
             try:
-                async for _ in store.notifications(CHANNEL):  # type: ignore[attr-defined]
-                    self._wake.set()
+                async with store.listening(CHANNEL) as payloads:  # type: ignore[attr-defined]
+                    listening.set()
+                    self._wake.set()  # anything missed while not listening is found by a look
+                    async for _ in payloads:
+                        self._wake.set()
             except Exception as error:  # the server went away: polling goes on; listen again
+                listening.set()
                 logger.warning("worker: notifications stopped (%s); listening again", error)
                 await asyncio.sleep(self.poll_seconds)

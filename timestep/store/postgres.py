@@ -7,6 +7,7 @@ per event loop it is used from (asyncio.run() twice, Runner.run_sync, a notebook
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -109,13 +110,14 @@ class PostgresStore(Store):
     def location(self) -> str:
         return redact(self._uri)
 
-    async def notifications(self, channel: str) -> AsyncIterator[str]:
-        """The payloads of NOTIFY on `channel`, as they come, on a connection of their own
-        (closed when the iteration ends). LISTEN outlasts a request, so Store calls refuse it."""
+    @contextlib.asynccontextmanager
+    async def listening(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+        """Listen on `channel` (on a connection of its own, for the `async with`): what it
+        yields is an iterator of the payloads of every NOTIFY from the moment it is entered.
+        LISTEN outlasts a request, so Store calls refuse it."""
         async with await psycopg.AsyncConnection.connect(self._uri, autocommit=True) as connection:
             await connection.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
-            async for notification in connection.notifies():
-                yield notification.payload
+            yield (notification.payload async for notification in connection.notifies())
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         self._check_open()
