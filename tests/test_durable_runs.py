@@ -29,7 +29,7 @@ pytestmark = pytest.mark.anyio
 
 # A child process on the same store: `resume-when-told` loads the run, approves its calls, says
 # "ready", waits for "go", resumes it and prints the outcome; `start-and-hang` starts the run on
-# new input under a 1-second lease (the test holds its model call until it kills the child).
+# new input under a 2-second lease (the test holds its model call until it kills the child).
 CHILD = """
 import asyncio, json, sys
 sys.path.insert(0, sys.argv[3])
@@ -55,7 +55,7 @@ async def resume_when_told(store, agent, run_id):
     print(json.dumps({**outcome, "executed": banker.executed}), flush=True)
 
 async def start_and_hang(store, agent, run_id):
-    await run_agent(agent, "send 5", run_store=RunStateStore(agent, run_id, store=store, lease_seconds=1))
+    await run_agent(agent, "send 5", run_store=RunStateStore(agent, run_id, store=store, lease_seconds=2))
 
 async def main(target, run_id, action):
     uri, path = (target, None) if target.startswith("postgresql") else (None, target)
@@ -239,7 +239,7 @@ async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(ta
         finally:
             release.set()
             holder.kill()
-        # The lease (1 s) was last renewed less than a third of it before the kill: wait it out.
+        # The lease (2 s, renewed every third of it) outlives the kill by less than that: wait it out.
         await store.fetchval("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp())))",
                              (await active_row(store, run_id))["lease_expires_at"])
         result = await run_agent(agent, "send 5", run_store=runs)

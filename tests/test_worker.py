@@ -139,7 +139,7 @@ async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_
         os.environ["FAKE_MODEL_URL"] = server.base_url
         [run_id] = await pause_runs(store, 1, first=7)
         await RunStateStore.decide(run_id, approve=True, store=store)
-        doomed = start_worker(uri, namespace, env_for(server, uri, batch, LEDGER_HANG="7"), "--lease", "1", "--poll", "0.2")
+        doomed = start_worker(uri, namespace, env_for(server, uri, batch, LEDGER_HANG="7"), "--lease", "2", "--poll", "0.2")
         try:
             assert doomed.stdout is not None and doomed.stdout.readline() == "hanging\n"  # it holds the run, in the tool
             row = await store.fetchrow("SELECT status, lease_owner, lease_expires_at FROM run_states WHERE run_id = $1 AND active", run_id)
@@ -149,7 +149,7 @@ async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_
             doomed.wait()
         finally:
             doomed.kill()
-        # Its lease (1 s) was renewed at most a third of a second before the kill: wait it out.
+        # Its lease (2 s, renewed every third of it) outlives the kill by less than that: wait it out.
         expires = await store.fetchval("SELECT lease_expires_at FROM run_states WHERE run_id = $1 AND active", run_id)
         await store.fetchval("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp())))", expires)
         os.environ.update(LEDGER_URI=uri, LEDGER_BATCH=batch)
