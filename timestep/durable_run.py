@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -33,7 +34,8 @@ _END = "SELECT timestep_end_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1
 
 
 def lease_owner() -> str:
-    """A name for one hold of one run: the host and process, and a tag of its own."""
+    """A name for a holder of runs: the host and process, and a tag of its own (a run_agent
+    call, or a worker)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -151,6 +153,8 @@ def _jsonable(output: Any) -> Any:
     anything JSON cannot hold, as its text."""
     if hasattr(output, "model_dump"):
         output = output.model_dump(mode="json")
+    elif dataclasses.is_dataclass(output) and not isinstance(output, type):
+        output = dataclasses.asdict(output)
     try:
         json.dumps(output)
     except (TypeError, ValueError):
