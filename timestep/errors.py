@@ -30,7 +30,8 @@ class InvalidParameter(StoreError, ValueError):
 
 
 class ConnectionFailed(StoreError):
-    """PostgreSQL could not be reached."""
+    """PostgreSQL could not be reached, or ended the connection (a restart, an administrator's
+    pg_terminate_backend): the pool drops that connection, and the next call gets a new one."""
 
 
 class StatementRefused(StoreError):
@@ -153,6 +154,10 @@ def database_error(
 
 class InvalidSessionItem(TimestepError, TypeError):
     """A session item cannot be stored as JSON; nothing was written."""
+
+
+class InvalidSessionId(TimestepError, ValueError):
+    """A session id the store cannot key a session by (over `MAX_SESSION_ID_BYTES`); nothing was sent."""
 
 
 class InvalidBranch(TimestepError, ValueError):

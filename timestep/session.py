@@ -13,15 +13,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC, SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 from agents.memory.sqlite_session import _await_mutation  # the SDK's own: mutations outlive cancellation
 
 from .durations import ttl_from
-from .errors import InvalidSessionItem
+from .errors import InvalidSessionId, InvalidSessionItem
 from .store import Store
+from .store.adapt import decode_json
 from .store.default import store_or_default
 
 # An expired session reads as empty; a write to one first deletes it (and, by cascade, its
@@ -78,7 +78,7 @@ def items_array(ordered_items: str) -> str:
 
 def parse_items(text: str) -> list[TResponseInputItem]:
     """The items of an `items_array` query's result."""
-    return msgspec.json.decode(text)
+    return decode_json(text)  # type: ignore[no-any-return]
 
 
 _ALL_ITEMS = items_array(f"SELECT message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id")
@@ -142,8 +142,8 @@ class Session(SessionABC):
         session_settings: SessionSettings | dict[str, Any] | None = None,
         ttl: float | dt.timedelta | None = None,
     ) -> None:
-        if session_id is not None and not isinstance(session_id, str):
-            raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
+        if session_id is not None:
+            check_session_id(session_id)
         self.ttl = ttl_from(ttl)
         self.session_id = session_id if session_id is not None else str(uuid.uuid4())
         self.session_settings = (
@@ -207,15 +207,41 @@ class Session(SessionABC):
         deleted = await store.execute_batch([(sql, [session_id]) for sql in _DELETE_SESSION])
         return deleted[1] > 0
 
+    def close(self) -> None:
+        """As `SQLiteSession.close()`: release what the session itself holds. A Session holds
+        no connection of its own (its store does, shared), so there is nothing to release, and
+        the session can still be used."""
+
     def __repr__(self) -> str:
         where = self._store.location if self._store is not None else "the default store"
         return f"<Session {self.session_id!r} in {where}>"
+
+
+# Session ids are index keys: PostgreSQL's btree entries hold at most ~2.7 KB.
+MAX_SESSION_ID_BYTES = 1024
+
+
+def check_session_id(session_id: Any) -> None:
+    """A session id is text of at most MAX_SESSION_ID_BYTES in UTF-8; refused before any SQL."""
+    if not isinstance(session_id, str):
+        raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
+    size = len(session_id.encode("utf-8", "surrogatepass"))
+    if size > MAX_SESSION_ID_BYTES:
+        raise InvalidSessionId(
+            f"a session id may be at most {MAX_SESSION_ID_BYTES} bytes of UTF-8, not {size:,}; "
+            "use a shorter id (a uuid, or a hash of a long key)"
+        )
 
 
 def _items_json(items: list[TResponseInputItem]) -> str:
     """The items as one JSON array, or a clear error naming the item that cannot be stored."""
     try:
         payload = json.dumps(items, allow_nan=False)
+    except RecursionError as exc:
+        raise InvalidSessionItem(
+            "a session item is nested too deeply to be stored as JSON (about 1,000 levels or more). "
+            "Nothing was written."
+        ) from exc
     except (TypeError, ValueError) as exc:
         index = _first_bad_item(items)
         raise InvalidSessionItem(

@@ -8,6 +8,7 @@ So a value reads back as the same Python object whichever backend stored it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,10 +31,32 @@ class _HexByteaDumper(Dumper):
         return b"\\x" + bytes(obj).hex().encode()
 
 
+# The wire protocol counts a statement's parameters in 16 bits.
+MAX_PARAMS = 65_535
+
+
+def decode_json(data: str | bytes) -> Any:
+    """JSON text as Python. msgspec, fast; for text it refuses, Python's json, which reads what
+    Python's json writes: a string holding a lone surrogate ("\\ud800") round-trips, as it
+    does in the SDK's SQLiteSession."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
+
+
+def encode_json(value: Any) -> bytes:
+    """Python as JSON text: msgspec, or Python's json (escaped) for a lone surrogate."""
+    try:
+        return msgspec.json.encode(value)
+    except UnicodeEncodeError:
+        return json.dumps(value).encode()
+
+
 def _make_adapters() -> AdaptersMap:
     adapters = AdaptersMap(psycopg.adapters)
-    set_json_dumps(msgspec.json.encode, adapters)
-    set_json_loads(msgspec.json.decode, adapters)
+    set_json_dumps(encode_json, adapters)
+    set_json_loads(decode_json, adapters)
     # dict and list are stored as jsonb (read back as dict / list), on both backends.
     for fmt in (PyFormat.TEXT, PyFormat.BINARY):
         jsonb_dumper = adapters.get_dumper(Jsonb, fmt)
@@ -49,6 +72,11 @@ ADAPTERS = _make_adapters()
 
 def check_params(params: Sequence[Any]) -> None:
     """Refuse values PostgreSQL cannot store, before anything is sent."""
+    if len(params) > MAX_PARAMS:
+        raise InvalidParameter(
+            f"a statement takes at most {MAX_PARAMS:,} parameters (PostgreSQL's protocol), not {len(params):,}; "
+            "pass many values as one array or JSON parameter instead"
+        )
     for index, value in enumerate(params):
         if isinstance(value, str) and "\x00" in value:
             raise InvalidParameter(

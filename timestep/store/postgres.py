@@ -39,8 +39,14 @@ def redact(uri: str) -> str:
     return make_conninfo("", **params)
 
 
+# admin_shutdown (pg_terminate_backend, a fast shutdown), crash_shutdown, cannot_connect_now.
+_CONNECTION_ENDED = {"57P01", "57P02", "57P03"}
+
+
 def translate(exc: psycopg.Error, index: int | None = None) -> StoreError:
     """A psycopg error as the matching timestep error."""
+    if exc.sqlstate in _CONNECTION_ENDED:
+        return ConnectionFailed(f"PostgreSQL ended the connection ([{exc.sqlstate}] {exc.diag.message_primary or exc}); try again")
     if exc.sqlstate:
         diag = exc.diag
         return database_error(
