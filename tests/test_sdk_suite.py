@@ -1,0 +1,94 @@
+"""The Agents SDK's own session tests, run against `Session` and `AdvancedSession` on each backend.
+
+At test time this fetches the source distribution of the *installed* openai-agents (`pip
+download --no-binary :all: --no-deps`, cached under the timestep cache directory), and runs
+the SDK's session test files in it with tests/sdk/timestep_sdk_adapter.py, which makes their
+`SQLiteSession` / `AdvancedSQLiteSession` ours. No SDK test code lives in this repository.
+tests/sdk/cannot_apply.txt lists the tests that cannot apply, each with its reason: those must
+fail, every other test must pass, and none may be skipped. When openai-agents is upgraded,
+this is the first thing that says what changed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ElementTree
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from conftest import child_env, require_postgres
+
+HERE = Path(__file__).parent
+# The SDK's session test files that run here; the SDK's other memory tests come with the
+# fixes they need.
+FILES = ["tests/memory/test_session.py", "tests/memory/test_session_limit.py"]
+
+
+def cannot_apply() -> dict[str, str]:
+    """node id -> reason, from tests/sdk/cannot_apply.txt."""
+    listed = {}
+    for line in (HERE / "sdk" / "cannot_apply.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            node, reason = (part.strip() for part in line.split(" | ", 1))
+            listed[node] = reason
+    return listed
+
+
+def sdk_source() -> Path:
+    """The installed openai-agents version's source distribution, unpacked (fetched once)."""
+    release = version("openai-agents")
+    # Not the tests' own TIMESTEP_CACHE_DIR (new each run): fetched once per machine and version.
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "timestep" / "sdk-source"
+    unpacked = root / f"openai_agents-{release}"
+    if (unpacked / "tests" / "memory").is_dir():
+        return unpacked
+    root.mkdir(parents=True, exist_ok=True)
+    fetched = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
+         f"openai-agents=={release}", "--dest", str(root)],
+        capture_output=True, text=True, timeout=600,
+    )
+    archive = root / f"openai_agents-{release}.tar.gz"
+    assert fetched.returncode == 0 and archive.is_file(), (
+        f"cannot fetch the openai-agents {release} source distribution from PyPI: {fetched.stderr[-2000:]}"
+    )
+    with tarfile.open(archive) as sdist:
+        sdist.extractall(root, filter="data")
+    return unpacked
+
+
+@pytest.mark.parametrize("backend", ["pglite", "postgres"])
+def test_the_sdks_session_tests_pass(backend: str, tmp_path: Path) -> None:
+    source = sdk_source()
+    target = require_postgres() if backend == "postgres" else str(tmp_path / "db")
+    report = tmp_path / "report.xml"
+    env = child_env(TIMESTEP_SDK_SUITE_BACKEND=backend, TIMESTEP_SDK_SUITE_TARGET=target)
+    env["PYTHONPATH"] = str(HERE / "sdk") + os.pathsep + env["PYTHONPATH"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *FILES, "-p", "timestep_sdk_adapter", "-p", "no:cacheprovider",
+         # --tb=line: Python 3.11 can fail to re-parse some of the SDK's test sources for a
+         # long traceback ("AST constructor recursion depth mismatch"), ending the run.
+         "-q", "--tb=line", f"--junitxml={report}"],
+        cwd=source, capture_output=True, text=True, env=env, timeout=1200,
+    )
+    assert report.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    outcomes = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        node = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+        failed = case.find("failure") is not None or case.find("error") is not None
+        outcomes[node] = "skipped" if case.find("skipped") is not None else "failed" if failed else "passed"
+    listed = cannot_apply()
+    assert len(outcomes) > 50, done.stdout[-3000:]
+    failing = sorted(node for node, outcome in outcomes.items() if outcome == "failed" and node not in listed)
+    skipped = sorted(node for node, outcome in outcomes.items() if outcome == "skipped")
+    now_passing = sorted(node for node, outcome in outcomes.items() if outcome == "passed" and node in listed)
+    missing = sorted(node for node in listed if node.split("::")[0] in FILES and node not in outcomes)
+    assert not failing, f"the SDK's tests that fail against timestep's sessions ({backend}):\n" + "\n".join(failing) + "\n\n" + done.stdout[-6000:]
+    assert not skipped, "skipped, which counts as neither passing nor cannot-apply:\n" + "\n".join(skipped)
+    assert not now_passing, "listed as cannot-apply but passing now: take them off tests/sdk/cannot_apply.txt:\n" + "\n".join(now_passing)
+    assert not missing, "listed but no longer in the SDK's tests: take them off the list:\n" + "\n".join(missing)
