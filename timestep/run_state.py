@@ -48,10 +48,11 @@ _RUN = """
 """
 _LIST = _RUN + " ORDER BY created_at DESC, run_id LIMIT $1"
 _FIND = _RUN + " AND run_id = $1"
-# Decisions are recorded only on a run waiting for them (or failed while resuming them).
+# Decisions are recorded only on a run waiting for them (or failed while resuming them), and
+# only on the row whose pending calls they were checked against ($3).
 _DECIDE = """
     UPDATE run_states SET decisions = decisions || $2
-    WHERE run_id = $1 AND active AND status IN ('interrupted', 'failed')
+    WHERE run_id = $1 AND id = $3 AND active AND status IN ('interrupted', 'failed')
 """
 
 
@@ -241,25 +242,8 @@ class RunStateStore:
         store = await store_or_default(store)
         row = await store.fetchrow(_ACTIVE, run_id)
         if row is None:
-            raise RunStateNotFound(f"no saved state for run {run_id!r}; `timestep runs list` shows the saved runs")
-        if row["status"] not in ("interrupted", "failed"):
-            return []
-        document = _python_document(row, run_id)
-        _check_interruptions(document, run_id)
-        decisions = _checked_decisions(row["decisions"], run_id)
-        calls = []
-        for interruption in _interruptions(document):
-            raw = interruption["raw_item"]
-            call_id = raw.get("call_id") or raw.get("id") or ""
-            calls.append(
-                PendingCall(
-                    call_id=call_id,
-                    tool=interruption.get("tool_name") or raw.get("name") or "?",
-                    arguments=raw.get("arguments"),
-                    decision=decisions.get(call_id),
-                )
-            )
-        return calls
+            raise _no_saved_state(run_id)
+        return _pending_calls(row, run_id)
 
     @staticmethod
     async def decide(
@@ -278,16 +262,18 @@ class RunStateStore:
             raise InvalidDecision(f"a rejection message on run {run_id!r} must be text, not {type(message).__name__}")
         store = await store_or_default(store)
         row = await store.fetchrow(_ACTIVE, run_id)
-        if row is not None and row["status"] not in ("interrupted", "failed"):
+        if row is None:
+            raise _no_saved_state(run_id)
+        if row["status"] not in ("interrupted", "failed"):
             raise not_resumable(run_id, row["status"], row["lease_owner"], row["lease_expires_at"])
-        pending = [call.call_id for call in await RunStateStore.pending_calls(run_id, store)]
+        pending = [call.call_id for call in _pending_calls(row, run_id)]
         if not pending:
             raise InvalidRunState(f"run {run_id!r} has no tool call waiting for approval")
         if call_id is not None and call_id not in pending:
             raise InvalidRunState(f"run {run_id!r} has no pending call {call_id!r}; pending: {', '.join(pending)}")
         chosen = [call_id] if call_id is not None else pending
         decision: dict[str, Any] = {"approved": True} if approve else {"approved": False, "message": message}
-        if not await store.execute(_DECIDE, run_id, {chosen_id: decision for chosen_id in chosen}):
+        if not await store.execute(_DECIDE, run_id, {chosen_id: decision for chosen_id in chosen}, row["id"]):
             raise RunNotResumable(
                 f"run {run_id!r} changed while the decision was being recorded; nothing was recorded: "
                 "`timestep runs show` says where it is now", run_id=run_id, reason="superseded",
@@ -300,7 +286,7 @@ class RunStateStore:
         store = await store_or_default(store)
         row = await store.fetchrow(_FIND, run_id)
         if row is None:
-            raise RunStateNotFound(f"no saved state for run {run_id!r}; `timestep runs list` shows the saved runs")
+            raise _no_saved_state(run_id)
         return SavedRun(**row)
 
     @staticmethod
@@ -308,6 +294,32 @@ class RunStateStore:
         """Runs with an active saved state, most recently saved first."""
         store = await store_or_default(store)
         return [SavedRun(**row) for row in await store.fetch(_LIST, limit)]
+
+
+def _no_saved_state(run_id: str) -> RunStateNotFound:
+    return RunStateNotFound(f"no saved state for run {run_id!r}; `timestep runs list` shows the saved runs")
+
+
+def _pending_calls(row: dict[str, Any], run_id: str) -> list[PendingCall]:
+    """The pending calls of a run's active row (`_ACTIVE`), with their checked decisions."""
+    if row["status"] not in ("interrupted", "failed"):
+        return []
+    document = _python_document(row, run_id)
+    _check_interruptions(document, run_id)
+    decisions = _checked_decisions(row["decisions"], run_id)
+    calls = []
+    for interruption in _interruptions(document):
+        raw = interruption["raw_item"]
+        call_id = raw.get("call_id") or raw.get("id") or ""
+        calls.append(
+            PendingCall(
+                call_id=call_id,
+                tool=interruption.get("tool_name") or raw.get("name") or "?",
+                arguments=raw.get("arguments"),
+                decision=decisions.get(call_id),
+            )
+        )
+    return calls
 
 
 def not_resumable(run_id: str, status: str | None, owner: str | None, expires: Any, *, superseded: bool = False) -> RunNotResumable:

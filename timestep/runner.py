@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from agents import Agent, RunConfig, Runner, RunResult, RunResultStreaming
 from agents.memory import Session as SessionProtocol
@@ -16,6 +17,7 @@ from .durable_run import RunLease
 from .models import MultiModelProvider
 from .run_state import RunStateStore
 
+_Result = TypeVar("_Result", RunResult, RunResultStreaming)
 # The attribute run_agent sets on a durable streamed result: its lease, which consume_result ends.
 _LEASE = "_timestep_lease"
 
@@ -92,24 +94,21 @@ async def run_held(
     """`run_agent` for a run this process already holds under `lease` (or none): run it, and
     record how it ends (timestep.worker claims its runs in bulk, then runs each through this)."""
     config = _with_routing(run_config)
-    try:
-        if stream:
-            result: RunResult | RunResultStreaming = Runner.run_streamed(
+    if stream:
+        try:
+            streamed = Runner.run_streamed(
                 agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
             )
+        except BaseException as error:
             if lease is not None:
-                setattr(result, _LEASE, lease)  # consume_result records how the stream ended
-            return result
-        result = await Runner.run(
-            agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
-        )
-    except BaseException as error:
+                await lease.fail(error)
+            raise
         if lease is not None:
-            await lease.fail(error)
-        raise
-    if lease is not None:
-        await lease.finish(result)
-    return result
+            setattr(streamed, _LEASE, lease)  # consume_result records how the stream ended
+        return streamed
+    return await _recorded(
+        lease, Runner.run(agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session)
+    )
 
 
 async def consume_result(result: RunResult | RunResultStreaming) -> RunResult | RunResultStreaming:
@@ -119,13 +118,25 @@ async def consume_result(result: RunResult | RunResultStreaming) -> RunResult | 
         lease = getattr(result, _LEASE, None)
         if lease is not None:
             delattr(result, _LEASE)
-        try:
-            async for _ in result.stream_events():
-                pass
-        except BaseException as error:
-            if lease is not None:
-                await lease.fail(error)
-            raise
+        await _recorded(lease, _drained(result))
+    return result
+
+
+async def _drained(result: RunResultStreaming) -> RunResultStreaming:
+    async for _ in result.stream_events():
+        pass
+    return result
+
+
+async def _recorded(lease: RunLease | None, run: Awaitable[_Result]) -> _Result:
+    """Await `run` (a run, or the draining of a streamed one) and, for a durable run, record
+    how it ended on its `lease`: failed with the error it raised, else finished or paused."""
+    try:
+        result = await run
+    except BaseException as error:
         if lease is not None:
-            await lease.finish(result)
+            await lease.fail(error)
+        raise
+    if lease is not None:
+        await lease.finish(result)
     return result

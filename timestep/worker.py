@@ -71,14 +71,14 @@ class Worker:
         if store.backend == "postgres":
             listening = asyncio.Event()
             listener = asyncio.create_task(self._listen(store, listening))
-            await asyncio.wait({listener, asyncio.create_task(listening.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            await listening.wait()  # set once listening, or once listening failed (then it polls)
         if ready is not None:
             ready()
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
+                self._wake.clear()  # before the look: a wake-up during it is not lost
                 await self._take(store)
-                self._wake.clear()
                 waker = asyncio.create_task(self._wake.wait())
                 await asyncio.wait({waker, stopping}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
                 waker.cancel()
