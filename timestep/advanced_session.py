@@ -11,7 +11,8 @@ one statement or one atomic batch; writers of one session take turns on its `age
 row.
 
 The current branch is a property of this object, as in the SDK: another object on the same
-session starts on "main".
+session starts on "main", and once any object clears the session, this one is back on "main"
+at its next call.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import re
 import time
 from typing import Any
 
+from agents import _debug
 from agents._tool_identity import is_reserved_synthetic_tool_namespace, tool_qualified_name
 from agents.items import TResponseInputItem
+from agents.logger import log_model_action_error
 from agents.memory import SessionSettings
 from agents.memory.session_settings import resolve_session_limit
 from agents.memory.sqlite_session import _await_mutation
@@ -35,6 +38,7 @@ from .errors import DatabaseError, InvalidBranch
 from .session import (
     _DELETE_SESSION,
     _DROP_IF_EXPIRED,
+    _LOCK_SESSION,
     _REFRESH_TTL,
     _UPSERT_SESSION,
     LIVE,
@@ -52,7 +56,9 @@ _SQLITE_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
 # The batch's second statement: lock the session row (upsert) and move its expiry on.
 _LOCK_AND_REFRESH = f"WITH {_REFRESH_TTL.format(ttl='$2')}, session AS ({_UPSERT_SESSION}) SELECT 1"
 # Messages and their structure rows in one statement, after the batch's upsert has locked the
-# session row (so this statement's snapshot sees every earlier writer's rows). $3 is one
+# session row (so this statement's snapshot sees every earlier writer's rows). The items go to
+# branch $4, or to "main" if the session is not the one ($5: its created_at) that branch was
+# taken in: a clear in between deleted the branch, which must not come back. $3 is one
 # {"type", "tool", "users"} per item: its message type, tool name, and how many user messages
 # the batch has up to and including it (its turn offset).
 _ADD_ITEMS = """
@@ -67,14 +73,18 @@ _ADD_ITEMS = """
         RETURNING id
     ),
     numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted),
+    target AS (
+        SELECT CASE WHEN $4 = 'main' OR created_at = $5 THEN $4 ELSE 'main' END AS branch_id
+        FROM agent_sessions WHERE session_id = $1
+    ),
     branch AS (
         SELECT coalesce(max(sequence_number), 0) AS seq, coalesce(max(user_turn_number), 0) AS turn,
                coalesce(max(branch_turn_number), 0) AS branch_turn
-        FROM message_structure WHERE session_id = $1 AND branch_id = $4
+        FROM message_structure WHERE session_id = $1 AND branch_id = (SELECT branch_id FROM target)
     )
     INSERT INTO message_structure
         (session_id, message_id, branch_id, message_type, sequence_number, user_turn_number, branch_turn_number, tool_name)
-    SELECT $1, numbered.id, $4, items.meta->>'type', branch.seq + items.n,
+    SELECT $1, numbered.id, (SELECT branch_id FROM target), items.meta->>'type', branch.seq + items.n,
            branch.turn + (items.meta->>'users')::int, branch.branch_turn + (items.meta->>'users')::int, items.meta->>'tool'
     FROM items JOIN numbered USING (n), branch
 """
@@ -124,7 +134,17 @@ _POP_ITEM = f"""
     SELECT message_data FROM popped
 """
 _BRANCH_EXISTS = "SELECT EXISTS (SELECT 1 FROM message_structure WHERE session_id = $1 AND branch_id = $2)"
-_LOCK_SESSION = "SELECT 1 FROM agent_sessions WHERE session_id = $1 FOR UPDATE"
+# Which session this is: clear_session deletes the session row, and a later write makes a new
+# one, so a branch taken in one session is known to be gone once this differs.
+_SESSION_BORN = "SELECT created_at FROM agent_sessions WHERE session_id = $1"
+_SWITCH_TO = f"SELECT ({_BRANCH_EXISTS}) AS present, ({_SESSION_BORN}) AS born"
+# The new branch, the session it was taken in, and the turn's user message (for the log).
+_CREATE_BRANCH = f"""
+    SELECT timestep_create_branch($1, $2, $3, $4, $5) AS branch, ({_SESSION_BORN}) AS born,
+           (SELECT m.message_data FROM message_structure s JOIN agent_messages m ON m.id = s.message_id
+            WHERE s.session_id = $1 AND s.branch_id = $2 AND s.branch_turn_number = $3 AND s.message_type = 'user'
+            LIMIT 1) AS turn
+"""
 _RESERVE_EXISTING = """
     INSERT INTO branch_reservations (session_id, branch_id)
     SELECT DISTINCT session_id, branch_id FROM message_structure WHERE session_id = $1
@@ -234,6 +254,8 @@ class AdvancedSession(Session):
     ) -> None:
         super().__init__(session_id, store=store, session_settings=session_settings, ttl=ttl)
         self._current_branch_id = MAIN
+        # The session (its created_at) in which this object left "main" (see _SESSION_BORN).
+        self._branch_session: dt.datetime | None = None
         self._logger = logger if logger is not None else logging.getLogger(__name__)
 
     @property
@@ -241,9 +263,16 @@ class AdvancedSession(Session):
         """The branch this object reads and writes by default."""
         return self._current_branch_id
 
-    def _branch(self, branch_id: str | None) -> str:
+    async def _current_branch(self, store: Store) -> str:
+        """The current branch; back to "main" if the session was cleared (by any object)
+        since this one left it, as AdvancedSQLiteSession does."""
+        if self._current_branch_id != MAIN and await store.fetchval(_SESSION_BORN, self.session_id) != self._branch_session:
+            self._current_branch_id = MAIN
+        return self._current_branch_id
+
+    async def _branch(self, store: Store, branch_id: str | None) -> str:
         """The branch a read names, else the current one."""
-        return branch_id if branch_id is not None else self._current_branch_id
+        return branch_id if branch_id is not None else await self._current_branch(store)
 
     # The session protocol, on the current branch
 
@@ -259,12 +288,13 @@ class AdvancedSession(Session):
                 users += 1
             meta.append({"type": _message_type(item), "tool": _tool_name(item), "users": users})
         store = await self.store()
+        branch = await self._current_branch(store)
         await _await_mutation(
             store.execute_batch(
                 [
                     (_DROP_IF_EXPIRED, [self.session_id]),
                     (_LOCK_AND_REFRESH, [self.session_id, self.ttl]),
-                    (_ADD_ITEMS, [self.session_id, payload, json.dumps(meta), self._current_branch_id]),
+                    (_ADD_ITEMS, [self.session_id, payload, json.dumps(meta), branch, self._branch_session]),
                 ]
             )
         )
@@ -272,8 +302,8 @@ class AdvancedSession(Session):
     async def get_items(self, limit: int | None = None, branch_id: str | None = None) -> list[TResponseInputItem]:
         """The latest `limit` items of a branch (default: the current one), oldest first."""
         limit = resolve_session_limit(limit, self.session_settings)
-        branch = self._branch(branch_id)
         store = await self.store()
+        branch = await self._branch(store, branch_id)
         if limit is None or limit < 0:
             items = await store.fetchval(_BRANCH_ITEMS, self.session_id, branch)
         elif limit == 0:
@@ -285,7 +315,8 @@ class AdvancedSession(Session):
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item of the current branch (other branches keep it)."""
         store = await self.store()
-        row = await _await_mutation(store.fetchrow(_POP_ITEM, self.session_id, self._current_branch_id))
+        branch = await self._current_branch(store)
+        row = await _await_mutation(store.fetchrow(_POP_ITEM, self.session_id, branch))
         return None if row is None else row["message_data"]
 
     async def clear_session(self) -> None:
@@ -305,23 +336,25 @@ class AdvancedSession(Session):
         if branch_name is not None and not branch_name.strip():
             raise InvalidBranch("Branch name cannot be empty")
         store = await self.store()
+        source = await self._current_branch(store)
         try:
-            branch = await _await_mutation(
-                store.fetchval(
-                    "SELECT timestep_create_branch($1, $2, $3, $4, $5)",
-                    self.session_id,
-                    self._current_branch_id,
-                    turn_number,
-                    branch_name,
-                    int(time.time()),
-                )
+            row = await _await_mutation(
+                store.fetchrow(_CREATE_BRANCH, self.session_id, source, turn_number, branch_name, int(time.time()))
             )
         except DatabaseError as exc:
             if exc.sqlstate in ("P0002", "23505"):
                 raise InvalidBranch(exc.message) from None
             raise
-        self._current_branch_id = branch
-        return str(branch)
+        assert row is not None
+        branch: str = row["branch"]
+        self._current_branch_id, self._branch_session = branch, row["born"]
+        if _debug.DONT_LOG_MODEL_DATA:
+            self._logger.debug("Created branch '%s' from turn %s in '%s'", branch, turn_number, source)
+        else:
+            self._logger.debug(
+                "Created branch '%s' from turn %s ('%s') in '%s'", branch, turn_number, _preview(row["turn"]), source
+            )
+        return branch
 
     async def create_branch_from_content(self, search_term: str, branch_name: str | None = None) -> str:
         """Create a branch from the first user turn containing `search_term` (see
@@ -334,9 +367,12 @@ class AdvancedSession(Session):
     async def switch_to_branch(self, branch_id: str) -> None:
         """Make `branch_id` the current branch; ValueError (`InvalidBranch`) if it has no items."""
         store = await self.store()
-        if not await store.fetchval(_BRANCH_EXISTS, self.session_id, branch_id):
+        found = await store.fetchrow(_SWITCH_TO, self.session_id, branch_id)
+        assert found is not None
+        if not found["present"]:
             raise InvalidBranch(f"Branch '{branch_id}' does not exist")
-        old, self._current_branch_id = self._current_branch_id, branch_id
+        old = await self._current_branch(store) if branch_id != MAIN else self._current_branch_id
+        self._current_branch_id, self._branch_session = branch_id, found["born"]
         self._logger.info("Switched from branch '%s' to '%s'", old, branch_id)
 
     async def delete_branch(self, branch_id: str, force: bool = False) -> None:
@@ -347,7 +383,7 @@ class AdvancedSession(Session):
         if branch_id == MAIN:
             raise InvalidBranch("Cannot delete the 'main' branch")
         store = await self.store()
-        if branch_id == self._current_branch_id:
+        if branch_id == await self._current_branch(store):
             if not force:
                 raise InvalidBranch(
                     f"Cannot delete current branch '{branch_id}'. Use force=True or switch branches first"
@@ -370,8 +406,9 @@ class AdvancedSession(Session):
     async def list_branches(self) -> list[dict[str, Any]]:
         """Every branch with items: branch_id, message_count, user_turns, is_current, created_at."""
         store = await self.store()
+        current = await self._current_branch(store)
         return [
-            {**row, "is_current": row["branch_id"] == self._current_branch_id}
+            {**row, "is_current": row["branch_id"] == current}
             for row in await store.fetch(_LIST_BRANCHES, self.session_id)
         ]
 
@@ -397,14 +434,15 @@ class AdvancedSession(Session):
 
     async def _user_turns(self, branch_id: str | None, contains: str | None = None) -> list[dict[str, Any]]:
         store = await self.store()
+        branch = await self._branch(store, branch_id)
         if contains is None:
-            return await store.fetch(_USER_TURNS, self.session_id, self._branch(branch_id))
-        return await store.fetch(_USER_TURNS_CONTAINING, self.session_id, self._branch(branch_id), contains)
+            return await store.fetch(_USER_TURNS, self.session_id, branch)
+        return await store.fetch(_USER_TURNS_CONTAINING, self.session_id, branch, contains)
 
     async def get_conversation_by_turns(self, branch_id: str | None = None) -> dict[int, list[dict[str, str | None]]]:
         """A branch's items grouped by turn: turn -> [{"type", "tool_name"}, ...]."""
         store = await self.store()
-        branch = self._branch(branch_id)
+        branch = await self._branch(store, branch_id)
         turns: dict[int, list[dict[str, str | None]]] = {}
         for row in await store.fetch(_TURN_STRUCTURE, self.session_id, branch):
             turns.setdefault(row["user_turn_number"], []).append({"type": row["message_type"], "tool_name": row["tool_name"]})
@@ -414,27 +452,32 @@ class AdvancedSession(Session):
 
     async def store_run_usage(self, result: RunResult) -> None:
         """Record `result`'s usage against the current turn of the current branch (replacing
-        what was recorded for it). Failures are logged, never raised, as in the SDK."""
+        what was recorded for it). Failures are logged, never raised, as in the SDK, and
+        under its model-data policy (agents.logger.log_model_action_error)."""
         try:
             usage: Usage | None = result.context_wrapper.usage
-            if usage is None:
-                return
-            store = await self.store()
-            await _await_mutation(
-                store.execute(
-                    _STORE_USAGE,
-                    self.session_id,
-                    self._current_branch_id,
-                    usage.requests or 0,
-                    usage.input_tokens or 0,
-                    usage.output_tokens or 0,
-                    usage.total_tokens or 0,
-                    _details(usage.input_tokens_details),
-                    _details(usage.output_tokens_details),
-                )
+            if usage is not None:
+                await _await_mutation(self._update_turn_usage_internal(usage))
+        except Exception as error:
+            log_model_action_error(
+                self._logger, "Failed to store session usage", error,
+                diagnostic_extra=lambda: {"session_id": self.session_id},
             )
-        except Exception:
-            self._logger.exception("Failed to store session usage for session %s", self.session_id)
+
+    async def _update_turn_usage_internal(self, usage: Usage) -> None:
+        """Write `usage` as the current turn's (AdvancedSQLiteSession's name for this step)."""
+        store = await self.store()
+        await store.execute(
+            _STORE_USAGE,
+            self.session_id,
+            await self._current_branch(store),
+            usage.requests or 0,
+            usage.input_tokens or 0,
+            usage.output_tokens or 0,
+            usage.total_tokens or 0,
+            _details(usage.input_tokens_details),
+            _details(usage.output_tokens_details),
+        )
 
     async def get_session_usage(self, branch_id: str | None = None) -> dict[str, int] | None:
         """Usage summed over every branch (or one): requests, tokens, total_turns; None if none."""
@@ -449,7 +492,7 @@ class AdvancedSession(Session):
     ) -> list[dict[str, Any]] | dict[str, Any]:
         """Usage of one turn (a dict, {} if none), or of every turn of a branch (a list)."""
         store = await self.store()
-        branch = self._branch(branch_id)
+        branch = await self._branch(store, branch_id)
         rows = await store.fetch(_TURN_USAGE, self.session_id, branch, user_turn_number)
         if user_turn_number is not None:
             if not rows:
@@ -462,7 +505,7 @@ class AdvancedSession(Session):
     async def get_tool_usage(self, branch_id: str | None = None) -> list[tuple[str, int, int]]:
         """(tool_name, calls, turn) for each tool used in each turn of a branch."""
         store = await self.store()
-        branch = self._branch(branch_id)
+        branch = await self._branch(store, branch_id)
         rows = await store.fetch(_TOOL_USAGE, self.session_id, branch)
         return [(row["tool_name"], row["uses"], row["user_turn_number"]) for row in rows]
 
@@ -515,6 +558,15 @@ def _tool_name(item: Any) -> str | None:
             return name_text
         return tool_qualified_name(name_text, namespace_text) or name_text
     return None
+
+
+def _preview(message: Any) -> Any:
+    """A user message's content as AdvancedSQLiteSession logs it: its first 50 characters."""
+    try:
+        content = message.get("content", "")
+        return content[:50] + "..." if len(content) > 50 else content
+    except Exception:
+        return "Unable to parse content"
 
 
 def _details(details: Any) -> Any:

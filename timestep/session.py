@@ -7,14 +7,17 @@ Every method is one statement or one atomic batch: one round trip.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agents.items import TResponseInputItem
-from agents.memory import SessionABC, SessionSettings
+from agents.memory import SessionABC, SessionSettings, SQLiteSession
+from agents.memory.session import _CompactionSnapshot
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 from agents.memory.sqlite_session import _await_mutation  # the SDK's own: mutations outlive cancellation
 
@@ -93,6 +96,51 @@ _POP_ITEM = f"""
         ORDER BY id DESC LIMIT 1 FOR UPDATE SKIP LOCKED
     )
     RETURNING message_data
+"""
+# A pop that checks the item first (_pop_item_with_validation): the newest item is read, checked,
+# and deleted only if it is still the newest, so a check that fails deletes nothing.
+_NEWEST_ITEM = f"""
+    SELECT id, message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id DESC LIMIT 1
+"""
+_DELETE_IF_NEWEST = """
+    DELETE FROM agent_messages WHERE id = $2 AND id = (
+        SELECT max(id) FROM agent_messages WHERE session_id = $1
+    )
+"""
+# Compaction (_get_compaction_snapshot): the newest $2 items with their ids, oldest first after
+# reversing; the items before a window, to find an expired prefix; and the replacement of the
+# window's suffix, done only if the session's newest rows are still the ones read ($2: their
+# ids, comma-separated). The session row's lock (a statement of its own, so the check's snapshot comes after
+# it) makes writers wait; FOR UPDATE makes a concurrent pop's delete visible to the check. Its
+# one row says the suffix was replaced (a batch reports each statement's row count).
+_NEWEST_ROWS = f"""
+    SELECT id, message_data FROM agent_messages WHERE session_id = $1 AND {LIVE} ORDER BY id DESC LIMIT $2
+"""
+_ROWS_BETWEEN = """
+    SELECT id, message_data FROM agent_messages WHERE session_id = $1 AND id > $2 AND id < $3 ORDER BY id LIMIT $4
+"""
+_LOCK_SESSION = "SELECT 1 FROM agent_sessions WHERE session_id = $1 FOR UPDATE"
+_REPLACE_SUFFIX = """
+    WITH expected AS (SELECT string_to_array($2, ',')::bigint[] AS ids),
+    newest AS (
+        SELECT id FROM agent_messages WHERE session_id = $1
+        ORDER BY id DESC LIMIT (SELECT cardinality(ids) FROM expected)
+        FOR UPDATE
+    ),
+    unchanged AS (SELECT coalesce(array_agg(id ORDER BY id), '{}') = (SELECT ids FROM expected) AS yes FROM newest),
+    pruned AS (
+        DELETE FROM agent_messages WHERE session_id = $1 AND id <= $3 AND (SELECT yes FROM unchanged)
+    ),
+    replaced AS (
+        DELETE FROM agent_messages WHERE session_id = $1 AND id >= (SELECT ids[1] FROM expected) AND (SELECT yes FROM unchanged)
+    ),
+    inserted AS (
+        INSERT INTO agent_messages (session_id, message_data)
+        SELECT $1, items.item FROM json_array_elements($4::json) WITH ORDINALITY AS items (item, n)
+        WHERE (SELECT yes FROM unchanged)
+        ORDER BY items.n
+    )
+    SELECT 1 FROM unchanged WHERE yes
 """
 _DELETE_SESSION = [  # messages first, then the session: as the SDK's SQLiteSession does
     "DELETE FROM agent_messages WHERE session_id = $1",
@@ -175,11 +223,81 @@ class Session(SessionABC):
         store = await self.store()
         await _await_mutation(store.execute(_ADD_ITEMS, self.session_id, payload, self.ttl))
 
-    async def pop_item(self) -> TResponseInputItem | None:
-        """Remove and return the newest item, atomically; None when the session is empty."""
+    # SQLiteSession's own pop_item, which calls _pop_item_with_validation: the SDK's
+    # EncryptedSession authenticates an item before its removal only for a SQLiteSession whose
+    # pop_item is that one (Session is registered as one, below), so that a wrong key deletes
+    # nothing. Removes and returns the newest item, atomically; None when the session is empty.
+    pop_item = SQLiteSession.pop_item
+
+    async def _pop_item_with_validation(
+        self, validate: Callable[[TResponseInputItem], None] | None = None
+    ) -> TResponseInputItem | None:
+        """Remove and return the newest item; with `validate`, only once it has accepted the
+        item (run in a worker thread): if it raises, the item stays where it was."""
         store = await self.store()
-        row = await _await_mutation(store.fetchrow(_POP_ITEM, self.session_id))
-        return None if row is None else row["message_data"]
+        if validate is None:
+            row = await _await_mutation(store.fetchrow(_POP_ITEM, self.session_id))
+            return None if row is None else row["message_data"]
+        return await _await_mutation(self._pop_validated(store, validate))  # type: ignore[no-any-return]
+
+    async def _pop_validated(self, store: Store, validate: Callable[[TResponseInputItem], None]) -> TResponseInputItem | None:
+        while True:
+            row = await store.fetchrow(_NEWEST_ITEM, self.session_id)
+            if row is None:
+                return None
+            item: TResponseInputItem = row["message_data"]
+            await asyncio.to_thread(validate, item)
+            if await store.execute(_DELETE_IF_NEWEST, self.session_id, row["id"]):
+                return item
+            # Another writer added or removed an item meanwhile: check the newest again.
+
+    async def _get_compaction_snapshot(
+        self, limit: int, *, prune_prefix: Callable[[TResponseInputItem], bool] | None = None
+    ) -> _CompactionSnapshot | None:
+        """The SDK's hook for compaction (OpenAIResponsesCompactionSession): the newest `limit`
+        items, whether they are the whole history, and an atomic replacement of their suffix
+        that fails if the session changed meanwhile. As in SQLiteSession, a subclass that reads or
+        writes items its own way gets None: compaction then goes through its get_items."""
+        if any(getattr(type(self), name) is not getattr(Session, name) for name in ("get_items", "add_items")):
+            return None
+        store = await self.store()
+        rows = (await store.fetch(_NEWEST_ROWS, self.session_id, limit + 1))[::-1]
+        complete = len(rows) <= limit
+        rows = rows[max(len(rows) - limit, 0) :] if limit > 0 else []
+        items = [row["message_data"] for row in rows]
+
+        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
+            expected = [row["id"] for row in rows[start:]]
+            if not expected:
+                return False
+            expired_end = await self._expired_prefix_end(store, expected[0], limit, prune_prefix)
+            statements = [
+                (_LOCK_SESSION, [self.session_id]),
+                (_REPLACE_SUFFIX, [self.session_id, ",".join(map(str, expected)), expired_end, _items_json(output)]),
+            ]
+            replaced = await _await_mutation(store.execute_batch(statements))
+            return replaced[1] == 1
+
+        return _CompactionSnapshot(items, complete, replace_suffix)
+
+    async def _expired_prefix_end(
+        self, store: Store, before: int, limit: int, expired: Callable[[TResponseInputItem], bool] | None
+    ) -> int | None:
+        """The id of the last item of the run of expired items that starts the history before
+        item `before` (None if it does not start with one), read `limit` at a time, as
+        SQLiteSession prunes it. Items are only ever appended after these: the ids stay valid."""
+        if expired is None:
+            return None
+        end = None
+        page = max(limit, 1)
+        while True:
+            rows = await store.fetch(_ROWS_BETWEEN, self.session_id, end if end is not None else 0, before, page)
+            for row in rows:
+                if not expired(row["message_data"]):
+                    return end
+                end = row["id"]
+            if len(rows) < page:
+                return end
 
     async def clear_session(self) -> None:
         """Delete every item of this session, and the session itself."""
@@ -216,6 +334,9 @@ class Session(SessionABC):
         where = self._store.location if self._store is not None else "the default store"
         return f"<Session {self.session_id!r} in {where}>"
 
+
+# The SDK's EncryptedSession takes its safe pop only for a SQLiteSession (see Session.pop_item).
+SQLiteSession.register(Session)
 
 # Session ids are index keys: PostgreSQL's btree entries hold at most ~2.7 KB.
 MAX_SESSION_ID_BYTES = 1024

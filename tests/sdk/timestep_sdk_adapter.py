@@ -1,8 +1,8 @@
 """A pytest plugin that runs the Agents SDK's own session tests against timestep's sessions.
 
 Loaded into a pytest run inside the SDK's source distribution (tests/test_sdk_suite.py starts
-it): each test module's `SQLiteSession` and `AdvancedSQLiteSession` become factories of
-`Session` and `AdvancedSession` with the same arguments. A `db_path` is a database: each one a
+it): each test module's `SQLiteSession` and `AdvancedSQLiteSession` become subclasses of
+`Session` and `AdvancedSession` that take the same arguments. A `db_path` is a database: each one a
 test names (and each `:memory:`) gets a namespace of its own on the backend under test
 (TIMESTEP_SDK_SUITE_BACKEND: "pglite" or "postgres", at TIMESTEP_SDK_SUITE_TARGET). Every
 assertion of the SDK's tests is kept.
@@ -63,19 +63,25 @@ def _store_for(db_path: Any) -> Store:
     return _stores[namespace]
 
 
-def sqlite_session(
-    session_id: str, db_path: Any = ":memory:", create_tables: bool = False, *, logger: Any = None,
-    session_settings: Any = None,
-) -> Session:
-    """`SQLiteSession(...)`, as a timestep `Session`."""
-    return Session(session_id, store=_store_for(db_path), session_settings=session_settings)
+class SQLiteSessionOnTimestep(Session):
+    """`SQLiteSession(...)`, as a timestep `Session`: a class, so that the SDK's tests can
+    subclass it and check instances against it."""
+
+    def __init__(
+        self, session_id: str, db_path: Any = ":memory:", create_tables: bool = False, *, logger: Any = None,
+        session_settings: Any = None,
+    ) -> None:
+        super().__init__(session_id, store=_store_for(db_path), session_settings=session_settings)
 
 
-def advanced_sqlite_session(
-    *, session_id: str, db_path: Any = ":memory:", create_tables: bool = False, logger: Any = None, **kwargs: Any
-) -> AdvancedSession:
+class AdvancedSQLiteSessionOnTimestep(AdvancedSession):
     """`AdvancedSQLiteSession(...)`, as a timestep `AdvancedSession`."""
-    return AdvancedSession(session_id, store=_store_for(db_path), create_tables=create_tables, **kwargs)
+
+    def __init__(
+        self, *, session_id: str, db_path: Any = ":memory:", create_tables: bool = False, logger: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(session_id, store=_store_for(db_path), create_tables=create_tables, logger=logger, **kwargs)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -84,9 +90,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if module is None:
             continue
         if hasattr(module, "SQLiteSession"):
-            module.SQLiteSession = sqlite_session
+            module.SQLiteSession = SQLiteSessionOnTimestep
         if hasattr(module, "AdvancedSQLiteSession"):
-            module.AdvancedSQLiteSession = advanced_sqlite_session
+            module.AdvancedSQLiteSession = AdvancedSQLiteSessionOnTimestep
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -2,6 +2,8 @@
 
 psycopg pools belong to the event loop that opened them, so a store keeps one small pool
 per event loop it is used from (asyncio.run() twice, Runner.run_sync, a notebook kernel).
+A pool is closed on its own loop as that loop shuts down (see `_close_with_loop`), so a loop
+that ends leaves no connection open behind it.
 """
 
 from __future__ import annotations
@@ -85,6 +87,32 @@ def _setup_sql(namespace: str | None, durability: str) -> str:
     return "; ".join(statements)
 
 
+async def _close_with_loop(
+    pool: AsyncConnectionPool[Any], connections: weakref.WeakSet[psycopg.AsyncConnection[Any]]
+) -> AsyncIterator[None]:
+    """Close `pool` and its `connections` when its event loop shuts down. An async generator,
+    started once: a loop that shuts down cleanly (asyncio.run, asyncio.Runner) closes every
+    generator it started (loop.shutdown_asyncgens) while it still runs, so the connections
+    end on the loop they belong to. Not in a forked child: the connections are its parent's."""
+    pid = os.getpid()
+    try:
+        yield
+    finally:
+        if os.getpid() == pid:
+            # By now asyncio.run has cancelled every task, the pool's workers too, and the
+            # pool's close() stops with their CancelledError before closing connections.
+            with contextlib.suppress(asyncio.CancelledError):
+                await pool.close()
+            for connection in list(connections):
+                await connection.close()
+
+
+def _closed_since(opening: asyncio.Task[AsyncConnectionPool[Any]]) -> bool:
+    """Whether a pool that opened was closed since by its loop, which lives on: Runner.run_sync
+    flushes its loop's async generators after each run (see `_close_with_loop`)."""
+    return opening.done() and not opening.cancelled() and opening.exception() is None and opening.result().closed
+
+
 _live_stores: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
 
 
@@ -92,6 +120,7 @@ def _after_fork_in_child() -> None:
     """A forked child must not use its parent's connections: it opens its own pools."""
     for store in list(_live_stores):
         store._pools = {}
+        store._closers = {}
 
 
 if hasattr(os, "register_at_fork"):
@@ -110,6 +139,8 @@ class PostgresStore(Store):
         # One pool per event loop, stored as the task that opens it: concurrent first requests
         # on a loop all await the same task, so a loop never gets two pools.
         self._pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool[Any]]] = {}
+        # Each pool's _close_with_loop generator (the loop holds them only weakly).
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
         _live_stores.add(self)
 
     @property
@@ -129,9 +160,12 @@ class PostgresStore(Store):
         self._check_open()
         loop = asyncio.get_running_loop()
         opening = self._pools.get(loop)
+        if opening is not None and _closed_since(opening):
+            opening = None
         if opening is None:
             for stale in [other for other in self._pools if other.is_closed()]:
-                del self._pools[stale]  # its loop is gone; its connections close when collected
+                del self._pools[stale]  # its loop is gone (and closed the pool, if it shut down cleanly)
+                self._closers.pop(stale, None)
             opening = self._pools[loop] = loop.create_task(self._open_pool())
         try:
             return await asyncio.shield(opening)
@@ -142,12 +176,18 @@ class PostgresStore(Store):
 
     async def _open_pool(self) -> AsyncConnectionPool[Any]:
         await self._check_reachable()
+        connections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+
+        async def configure(connection: psycopg.AsyncConnection[Any]) -> None:
+            connections.add(connection)
+            await self._configure(connection)
+
         pool = AsyncConnectionPool(
             self._uri,
             min_size=1,
             max_size=POOL_MAX,
             open=False,
-            configure=self._configure,
+            configure=configure,
             kwargs={
                 "autocommit": True,
                 "cursor_factory": psycopg.AsyncRawCursor,
@@ -155,6 +195,9 @@ class PostgresStore(Store):
             },
         )
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        closer = _close_with_loop(pool, connections)
+        await anext(closer)
+        self._closers[asyncio.get_running_loop()] = closer
         return pool
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -237,6 +280,7 @@ class PostgresStore(Store):
 
     async def _close(self) -> None:
         pools, self._pools = self._pools, {}
+        closers, self._closers = self._closers, {}
         loop = asyncio.get_running_loop()
         for owner, opening in pools.items():
             if owner is loop:
@@ -245,3 +289,6 @@ class PostgresStore(Store):
                 except Exception:  # it never opened: nothing to close
                     continue
                 await pool.close()
+                closer = closers.get(owner)
+                if closer is not None:
+                    await closer.aclose()  # type: ignore[attr-defined]
