@@ -15,6 +15,7 @@ from conftest import child_env, require_postgres
 from timestep import open_store
 from timestep.session import Session
 from timestep.store import Store
+from timestep.store.namespace import drop_namespace
 
 pytestmark = pytest.mark.anyio
 
@@ -213,3 +214,39 @@ def test_doctor_says_how_durable_writes_are(tmp_path: Path) -> None:
     )
     assert wrong.returncode == 1
     assert wrong.stderr.strip().splitlines() == ["timestep: TIMESTEP_DURABILITY='sometimes': use 'durable' (the default) or 'relaxed'"]
+
+
+@pytest.mark.parametrize("position", ["before the command", "after the command"])
+async def test_store_options_are_honoured_before_or_after_the_command(
+    target: tuple[Store, list[str]], position: str
+) -> None:
+    """`timestep --namespace ns sessions delete dup` deletes ns's session, not the default
+    namespace's; --uri and --pglite-path reach the same database in either place."""
+    store, options = target
+    namespace = f"cli_position_{os.getpid()}_{position.split()[0]}"
+    if options[0] == "--uri":
+        namespaced = await open_store(options[1], namespace=namespace)
+    else:
+        namespaced = await open_store(pglite_path=options[1], namespace=namespace)
+    outside, inside = Session("dup", store=store), Session("dup", store=namespaced)
+    for session in (outside, inside):
+        await session.add_items([{"role": "user", "content": "kept?"}])
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        chosen = [*options, "--namespace", namespace]
+        split = len(command) - 1 if command[0] == "sessions" else 1
+        if position == "before the command":
+            return timestep(*chosen, *command)
+        return timestep(*command[:split], *chosen, *command[split:])
+
+    done = run("sessions", "delete", "dup")
+    assert done.returncode == 0, done.stderr
+    assert await inside.get_items() == []
+    assert await outside.get_items() == [{"role": "user", "content": "kept?"}]
+    doctor = run("doctor")
+    assert doctor.returncode == 0, doctor.stderr
+    where = options[1] if options[0] == "--pglite-path" else "127.0.0.1"
+    assert where in doctor.stdout
+    await outside.clear_session()
+    await drop_namespace(store, namespace)
+    await namespaced.aclose()

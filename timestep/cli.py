@@ -376,14 +376,24 @@ def _positive(kind: type[Any]) -> Any:
     return parse
 
 
-def _parser() -> argparse.ArgumentParser:
+def _store_options(default: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The options that name the store (`location`) and, with them, the namespace (`common`),
+    each defaulting to `default`."""
     location = argparse.ArgumentParser(add_help=False)
-    location.add_argument("--uri", help="postgresql://... or memory:// (default: PG_CONNECTION_URI, else PGlite)")
-    location.add_argument("--pglite-path", help="PGlite directory (default: TIMESTEP_PGLITE_DIR, else the user data dir)")
+    location.add_argument("--uri", default=default, help="postgresql://... or memory:// (default: PG_CONNECTION_URI, else PGlite)")
+    location.add_argument("--pglite-path", default=default, help="PGlite directory (default: TIMESTEP_PGLITE_DIR, else the user data dir)")
     common = argparse.ArgumentParser(add_help=False, parents=[location])
-    common.add_argument("--namespace", help="work in this namespace (default: TIMESTEP_NAMESPACE, else none)")
+    common.add_argument("--namespace", default=default, help="work in this namespace (default: TIMESTEP_NAMESPACE, else none)")
+    return location, common
 
-    parser = argparse.ArgumentParser(prog="timestep", description="Durable OpenAI Agents runs.", parents=[common])
+
+def _parser() -> argparse.ArgumentParser:
+    # The store's options are taken before the command or after it. After it, an option not
+    # given sets nothing (SUPPRESS): argparse would otherwise overwrite what was given before.
+    _, top = _store_options(None)
+    location, common = _store_options(argparse.SUPPRESS)
+
+    parser = argparse.ArgumentParser(prog="timestep", description="Durable OpenAI Agents runs.", parents=[top])
     parser.add_argument("--version", action="version", version=f"timestep {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("demo", parents=[common], help="a run pauses for approval, is saved, and a second process finishes it").set_defaults(standalone=_demo)
