@@ -17,12 +17,14 @@ import subprocess
 import sys
 import tarfile
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from conftest import child_env, require_postgres
+from conftest import PG_URI, child_env, require_postgres
 
 HERE = Path(__file__).parent
 # The SDK's test files of SQLiteSession and AdvancedSQLiteSession, and of the SDK's session
@@ -70,30 +72,59 @@ def sdk_source() -> Path:
     return unpacked
 
 
-@pytest.mark.parametrize("backend", ["pglite", "postgres"])
-def test_the_sdks_session_tests_pass(backend: str, tmp_path: Path) -> None:
+@dataclass
+class SuiteRun:
+    """The SDK's tests running against one backend, in a pytest process of their own."""
+
+    process: subprocess.Popen[str]
+    report: Path
+
+
+@pytest.fixture(scope="module")
+def suite_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SuiteRun]]:
+    """Both backends' runs, started together (each waits on its database much of the time)."""
     source = sdk_source()
-    target = require_postgres() if backend == "postgres" else str(tmp_path / "db")
+    not_run = [node for node, reason in cannot_apply().items() if reason.startswith(NOT_RUN)]
+    targets = {"pglite": str(tmp_path_factory.mktemp("sdk-suite") / "db")}
+    if PG_URI:
+        targets["postgres"] = PG_URI
+    runs = {}
+    for backend, target in targets.items():
+        report = tmp_path_factory.mktemp(f"sdk-suite-{backend}") / "report.xml"
+        env = child_env(TIMESTEP_SDK_SUITE_BACKEND=backend, TIMESTEP_SDK_SUITE_TARGET=target)
+        env["PYTHONPATH"] = str(HERE / "sdk") + os.pathsep + env["PYTHONPATH"]
+        command = [
+            sys.executable, "-m", "pytest", *FILES, *(f"--deselect={node}" for node in not_run),
+            "-p", "timestep_sdk_adapter", "-p", "no:cacheprovider",
+            # --tb=line: Python 3.11 can fail to re-parse some of the SDK's test sources for a
+            # long traceback ("AST constructor recursion depth mismatch"), ending the run.
+            "-q", "--tb=line", f"--junitxml={report}",
+        ]
+        process = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        runs[backend] = SuiteRun(process, report)
+    yield runs
+    for run in runs.values():
+        if run.process.poll() is None:
+            run.process.kill()
+        run.process.communicate()
+
+
+@pytest.mark.parametrize("backend", ["pglite", "postgres"])
+def test_the_sdks_session_tests_pass(backend: str, suite_runs: dict[str, SuiteRun]) -> None:
+    if backend == "postgres":
+        require_postgres()
+    source = sdk_source()
     listed = cannot_apply()
     not_run = sorted(node for node, reason in listed.items() if reason.startswith(NOT_RUN))
-    report = tmp_path / "report.xml"
-    env = child_env(TIMESTEP_SDK_SUITE_BACKEND=backend, TIMESTEP_SDK_SUITE_TARGET=target)
-    env["PYTHONPATH"] = str(HERE / "sdk") + os.pathsep + env["PYTHONPATH"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *FILES, *(f"--deselect={node}" for node in not_run),
-         "-p", "timestep_sdk_adapter", "-p", "no:cacheprovider",
-         # --tb=line: Python 3.11 can fail to re-parse some of the SDK's test sources for a
-         # long traceback ("AST constructor recursion depth mismatch"), ending the run.
-         "-q", "--tb=line", f"--junitxml={report}"],
-        cwd=source, capture_output=True, text=True, env=env, timeout=1200,
-    )
-    assert report.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    report = suite_runs[backend].report
+    output, _ = suite_runs[backend].process.communicate(timeout=1200)
+    assert report.is_file(), output[-6000:]
     outcomes = {}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         node = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
         failed = case.find("failure") is not None or case.find("error") is not None
         outcomes[node] = "skipped" if case.find("skipped") is not None else "failed" if failed else "passed"
-    assert len(outcomes) > 300, done.stdout[-3000:]
+    assert len(outcomes) > 300, output[-3000:]
     failing = sorted(node for node, outcome in outcomes.items() if outcome == "failed" and node not in listed)
     skipped = sorted(node for node, outcome in outcomes.items() if outcome == "skipped")
     now_passing = sorted(node for node, outcome in outcomes.items() if outcome == "passed" and node in listed)
@@ -102,7 +133,7 @@ def test_the_sdks_session_tests_pass(backend: str, tmp_path: Path) -> None:
         if node.split("::")[0] in FILES and node not in outcomes and node not in not_run
         or node in not_run and f"def {node.split('::')[1]}(" not in (source / node.split("::")[0]).read_text()
     )
-    assert not failing, f"the SDK's tests that fail against timestep's sessions ({backend}):\n" + "\n".join(failing) + "\n\n" + done.stdout[-6000:]
+    assert not failing, f"the SDK's tests that fail against timestep's sessions ({backend}):\n" + "\n".join(failing) + "\n\n" + output[-6000:]
     assert not skipped, "skipped, which counts as neither passing nor cannot-apply:\n" + "\n".join(skipped)
     assert not now_passing, "listed as cannot-apply but passing now: take them off tests/sdk/cannot_apply.txt:\n" + "\n".join(now_passing)
     assert not missing, "listed but no longer in the SDK's tests: take them off the list:\n" + "\n".join(missing)
