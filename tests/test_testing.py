@@ -101,3 +101,21 @@ async def test_the_pytest_fixture(fake_model_server: FakeModelServer) -> None:
 def test_base_url_before_start_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="context manager"):
         _ = FakeModelServer().base_url
+
+
+async def test_two_hundred_concurrent_requests_are_all_answered() -> None:
+    """Agents run in parallel against one server: none of 200 concurrent requests is dropped
+    or left waiting on the listen backlog."""
+    import asyncio
+
+    with FakeModelServer([text(f"answer {n}") for n in range(200)]) as server:
+        client = server.client()
+        replies = await asyncio.gather(
+            *(client.responses.create(model="gpt-4.1", input=f"question {n}") for n in range(200)),
+            return_exceptions=True,
+        )
+        await client.close()
+    failures = [reply for reply in replies if isinstance(reply, BaseException)]
+    assert failures == []
+    assert sorted(reply.output_text for reply in replies) == sorted(f"answer {n}" for n in range(200))  # type: ignore[union-attr]
+    assert len(server.requests) == 200

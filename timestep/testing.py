@@ -159,6 +159,13 @@ class _Script:
         return number, entry(request)
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per request, and a listen backlog deep enough for hundreds of concurrent
+    clients (socketserver's default of 5 made bursts of connections wait or fail)."""
+
+    request_queue_size = 1024
+
+
 class FakeModelServer:
     """An OpenAI-compatible HTTP server on 127.0.0.1 that plays a script of replies."""
 
@@ -197,7 +204,7 @@ class FakeModelServer:
 
     def start(self) -> FakeModelServer:
         handler = type("Handler", (_Handler,), {"script": self._script})
-        self._server = ThreadingHTTPServer((self._host, self._port), handler)
+        self._server = _Server((self._host, self._port), handler)
         self._server.daemon_threads = True
         # A short poll interval: stop() waits for serve_forever to notice, up to one interval.
         self._thread = threading.Thread(
