@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from conftest import child_env, require_postgres
@@ -250,3 +253,41 @@ async def test_store_options_are_honoured_before_or_after_the_command(
     await outside.clear_session()
     await drop_namespace(store, namespace)
     await namespaced.aclose()
+
+
+def test_an_agent_is_imported_from_the_current_directory(tmp_path: Path) -> None:
+    """`--agent myagents:agent` finds myagents.py in the current directory, as `python -m` would."""
+    (tmp_path / "myagents.py").write_text("from agents import Agent\nagent = Agent(name='mine')\n")
+    console_script = Path(sys.executable).parent / "timestep"
+    env = child_env()
+    # No empty entry, which would put the current directory on the path by itself.
+    env["PYTHONPATH"] = os.pathsep.join(entry for entry in env["PYTHONPATH"].split(os.pathsep) if entry)
+    done = subprocess.run(
+        [str(console_script), "runs", "resume", "--uri", "memory://", "no-such-run", "--agent", "myagents:agent"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "no saved state for run 'no-such-run'" in done.stderr, done.stderr  # got past the import
+
+
+def test_ctrl_c_is_one_line_and_exit_130() -> None:
+    uri = require_postgres()
+    tag = f"timestep-ctrl-c-{os.getpid()}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "timestep", "sql", "--uri", f"{uri}{'&' if '?' in uri else '?'}application_name={tag}",
+         "SELECT pg_sleep(60)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+    )
+    try:
+        with psycopg.connect(uri, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while not conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND query LIKE '%%pg_sleep%%'", [tag]
+            ).fetchone():
+                assert time.monotonic() < deadline, "the query never started"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert stderr == "timestep: interrupted\n"

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import statistics
 import sys
 import time
@@ -251,6 +252,8 @@ def _import_agent(spec: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise _Failure(f"--agent takes module:attribute (e.g. myapp.agents:banker), not {spec!r}")
+    if os.getcwd() not in sys.path:  # modules of the current directory, as `python -m` finds them
+        sys.path.insert(0, os.getcwd())
     try:
         value = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
@@ -487,6 +490,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TimestepError, _Failure) as exc:
         print(f"timestep: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("timestep: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
 
 
 if __name__ == "__main__":
