@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -39,8 +40,14 @@ def test_wheel_installs_and_opens_a_store(tmp_path: Path) -> None:
     # sdist first, then the wheel from it: the sdist has no node_modules, so the build
     # hook's `npm ci` runs too.
     subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)], check=True, capture_output=True)
+    (sdist,) = dist.glob("timestep-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        sdist_names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"js/index.mjs", "js/index.d.ts", "LICENSE", "sidecar/server.mjs"} <= sdist_names
     (wheel,) = dist.glob("timestep-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
+    assert "timestep/py.typed" in names  # type checkers see timestep's types
+    assert [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
     assert "timestep/_sidecar/server.mjs" in names
     assert "timestep/_sidecar/node_modules/@electric-sql/pglite/package.json" in names
     assert "timestep/_sidecar/node_modules/@msgpack/msgpack/package.json" in names
