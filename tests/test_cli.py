@@ -205,6 +205,14 @@ def test_doctor_says_how_durable_writes_are(tmp_path: Path) -> None:
     done = timestep("doctor", "--pglite-path", str(tmp_path / "db"))
     assert done.returncode == 0, done.stderr
     assert "durability   durable (a write is answered once it would survive an OS crash or power loss)" in done.stdout
+    import platform
+    from importlib.metadata import version
+
+    assert f"python       {platform.python_version()} " in done.stdout
+    assert f"agents sdk   openai-agents {version('openai-agents')}" in done.stdout
+    assert "sidecar      pid " in done.stdout and ", Node v" in done.stdout and ", PGlite 0." in done.stdout
+    assert f"cache dir    {os.environ['TIMESTEP_CACHE_DIR']}" in done.stdout
+    assert "data dir     " in done.stdout
     relaxed = subprocess.run(
         [sys.executable, "-m", "timestep", "doctor", "--pglite-path", str(tmp_path / "db")],
         capture_output=True, text=True, env=child_env(TIMESTEP_DURABILITY="relaxed"), timeout=300,
@@ -291,3 +299,12 @@ def test_ctrl_c_is_one_line_and_exit_130() -> None:
         process.kill()
     assert process.returncode == 130
     assert stderr == "timestep: interrupted\n"
+
+
+def test_a_file_for_a_directory_and_the_demo_in_memory_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    doctor = timestep("doctor", "--pglite-path", str(tmp_path / "a-file"))
+    assert doctor.returncode == 1 and doctor.stderr.count("\n") == 1 and "is a file, not a directory" in doctor.stderr
+    demo = timestep("demo", "--uri", "memory://")
+    assert demo.returncode == 1 and demo.stderr.count("\n") == 1
+    assert "memory://) lives in one process only" in demo.stderr

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import __version__
 from .errors import TimestepError
-from .store import Store, open_store
+from .store import MEMORY_URI, Store, open_store
 from .store.pglite import PGliteStore
 from .store.schema import current_version
 
@@ -54,12 +54,21 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 async def _doctor(store: Store, args: argparse.Namespace) -> int:
+    import platform
+    from importlib.metadata import version
+
+    from .store.datadir import cache_dir, default_pglite_dir
+
     _line("timestep", __version__)
+    _line("python", f"{platform.python_version()} ({sys.executable})")
+    _line("agents sdk", f"openai-agents {version('openai-agents')}")
     _line("backend", store.backend)
     _line("location", store.location)
     if isinstance(store, PGliteStore) and store.sidecar.link is not None:
         ready = store.sidecar.link.ready
         _line("sidecar", f"pid {ready.pid}, Node {ready.node}, PGlite {ready.pglite}")
+    _line("data dir", f"{default_pglite_dir()} (the embedded default)")
+    _line("cache dir", cache_dir())
     _line("server", await store.fetchval("SELECT version()"))
     _line("schema", f"version {await current_version(store)}")
     _line("durability", _DURABILITY[store.durability])
@@ -361,6 +370,11 @@ async def _worker(store: Store, args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main  # imports the Agents SDK
 
+    if args.uri == MEMORY_URI:
+        raise _Failure(
+            "the demo resumes the run in a second process, and an in-memory database (memory://) "
+            "lives in one process only: give a PGlite directory (--pglite-path DIR) or PostgreSQL (--uri postgresql://...)"
+        )
     return await demo_main(args.uri, args.pglite_path, args.namespace)
 
 
