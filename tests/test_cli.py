@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +52,30 @@ async def test_sql_prints_a_table(target: tuple[Store, list[str]]) -> None:
     assert set(rule) <= {"-", "+"}
     assert [cell.strip() for cell in row.split(" | ")] == ["1", "héllo", '{"a": [1]}', "NULL"]
     assert count == "(1 row)"
+
+
+async def test_sql_json_and_csv(target: tuple[Store, list[str]]) -> None:
+    _, options = target
+    statement = (
+        "SELECT 1 AS one, 'a|b,c\"d' AS text, NULL AS nothing, true AS yes, '{\"x\": [1]}'::jsonb AS doc, "
+        "'2026-01-02 03:04:05+00'::timestamptz AS at, '\\x00ff'::bytea AS raw, 1.50::numeric AS num"
+    )
+    as_json = timestep("sql", *options, "--json", statement)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == [{
+        "one": 1, "text": 'a|b,c"d', "nothing": None, "yes": True, "doc": {"x": [1]},
+        "at": "2026-01-02T03:04:05+00:00", "raw": "\\x00ff", "num": "1.50",
+    }]
+    as_csv = timestep("sql", *options, "--csv", statement)
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert list(csv.reader(io.StringIO(as_csv.stdout))) == [
+        ["one", "text", "nothing", "yes", "doc", "at", "raw", "num"],
+        ["1", 'a|b,c"d', "", "true", '{"x": [1]}', "2026-01-02T03:04:05+00:00", "\\x00ff", "1.50"],
+    ]
+    empty = timestep("sql", *options, "--json", "SELECT 1 AS one WHERE false")
+    assert json.loads(empty.stdout) == []
+    both = timestep("sql", *options, "--json", "--csv", "SELECT 1")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
 async def test_sql_reports_affected_rows(target: tuple[Store, list[str]]) -> None:
@@ -308,3 +335,25 @@ def test_a_file_for_a_directory_and_the_demo_in_memory_are_one_line(tmp_path: Pa
     demo = timestep("demo", "--uri", "memory://")
     assert demo.returncode == 1 and demo.stderr.count("\n") == 1
     assert "memory://) lives in one process only" in demo.stderr
+
+
+def test_every_command_and_argument_has_help() -> None:
+    import argparse
+
+    from timestep.cli import _parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}")
+                    walk(sub, f"{path} {name}")
+            elif not action.help and action.dest != "help":
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(_parser(), "timestep")
+    assert missing == []

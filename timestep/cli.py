@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import datetime as dt
 import json
 import os
@@ -40,6 +41,30 @@ def _cell(value: Any) -> str:
         text = str(value)
     text = text.replace("\n", "\\n")
     return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "…"
+
+
+def _as_json(value: Any) -> Any:
+    """A value JSON has no type for, as `sql --json` writes it: bytea as \\x hex text, times
+    in ISO 8601, numerics and everything else as their text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, (dt.date, dt.time)):  # datetimes too
+        return value.isoformat()
+    return str(value)
+
+
+def _csv_cell(value: Any) -> Any:
+    """One value as `sql --csv` writes it: NULL as an empty field, booleans as true/false,
+    JSON documents as JSON text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (bytes, bytearray, memoryview, dt.date, dt.time)):
+        return _as_json(value)
+    return value
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -99,10 +124,21 @@ def _line(label: str, value: object) -> None:
 
 async def _sql(store: Store, args: argparse.Namespace) -> int:
     result = await store.query(args.statement)
-    if result.columns:
+    done = f"OK, {result.affected} row{'' if result.affected == 1 else 's'} affected"
+    if args.format == "json":
+        rows = [dict(zip(result.columns, row)) for row in result.rows]
+        print(json.dumps(rows if result.columns else {"affected": result.affected}, ensure_ascii=False, default=_as_json))
+    elif args.format == "csv":
+        if result.columns:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(result.columns)
+            writer.writerows([_csv_cell(value) for value in row] for row in result.rows)
+        else:
+            print(done, file=sys.stderr)
+    elif result.columns:
         print_table(result.columns, result.rows)
     else:
-        print(f"OK, {result.affected} row{'' if result.affected == 1 else 's'} affected")
+        print(done)
     return 0
 
 
@@ -417,37 +453,40 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("doctor", parents=[common], help="open the store and report what it runs on").set_defaults(run=_doctor)
     commands.add_parser("serve", parents=[common], help="keep the PGlite database open for other processes (e.g. Node) until Ctrl-C").set_defaults(run=_serve)
     sql = commands.add_parser("sql", parents=[common], help="run one SQL statement and print what it returns")
-    sql.add_argument("statement")
+    sql.add_argument("statement", help="one SQL statement (quote it for the shell)")
+    output = sql.add_mutually_exclusive_group()
+    output.add_argument("--json", dest="format", action="store_const", const="json", help="rows as a JSON array of objects")
+    output.add_argument("--csv", dest="format", action="store_const", const="csv", help="rows as CSV with a header line")
     sql.set_defaults(run=_sql)
 
     sessions = commands.add_parser("sessions", help="list, show or delete stored sessions").add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = sessions.add_parser("list", parents=[common], help="sessions with item counts, most recently active first")
-    listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument("--limit", type=int, default=None, help="at most this many (default: all)")
     listing.set_defaults(run=_sessions_list)
     show = sessions.add_parser("show", parents=[common], help="the items of one session")
-    show.add_argument("session_id")
+    show.add_argument("session_id", help="the session's id (as `sessions list` shows it)")
     show.set_defaults(run=_sessions_show)
     delete = sessions.add_parser("delete", parents=[common], help="delete one session and its items")
-    delete.add_argument("session_id")
+    delete.add_argument("session_id", help="the session's id")
     delete.set_defaults(run=_sessions_delete)
     sessions.add_parser("purge", parents=[common], help="delete every expired session (those created with a ttl)").set_defaults(run=_sessions_purge)
 
     runs = commands.add_parser("runs", help="list, show, approve, reject or resume saved runs").add_subparsers(dest="action", required=True, metavar="ACTION")
     run_list = runs.add_parser("list", parents=[common], help="runs with a saved state: status, pending approvals, saved at")
-    run_list.add_argument("--limit", type=int, default=None)
+    run_list.add_argument("--limit", type=int, default=None, help="at most this many, newest first (default: all)")
     run_list.set_defaults(run=_runs_list)
     run_show = runs.add_parser("show", parents=[common], help="the tool calls a run waits on, with their arguments")
-    run_show.add_argument("run_id")
+    run_show.add_argument("run_id", help="the run's id (as `runs list` shows it)")
     run_show.set_defaults(run=_runs_show)
     for action, text in (("approve", "approve pending tool calls (all, or --call)"), ("reject", "reject pending tool calls (all, or --call)")):
         decide = runs.add_parser(action, parents=[common], help=text)
-        decide.add_argument("run_id")
+        decide.add_argument("run_id", help="the run's id")
         decide.add_argument("--call", help="one call id (default: every pending call)")
         if action == "reject":
             decide.add_argument("--message", help="what the model is told instead of the tool's output")
         decide.set_defaults(run=_runs_decide)
     run_resume = runs.add_parser("resume", parents=[common], help="load a run, apply decisions, run to the next pause or the end")
-    run_resume.add_argument("run_id")
+    run_resume.add_argument("run_id", help="the run's id")
     run_resume.add_argument("--agent", required=True, help="module:attribute naming the Agent (or a function returning it)")
     run_resume.set_defaults(run=_runs_resume)
 
@@ -465,22 +504,22 @@ def _parser() -> argparse.ArgumentParser:
     scoped = argparse.ArgumentParser(add_help=False, parents=[common])
     scoped.add_argument("--scope", default="global", help="global (default), user:<id> or agent:<name>")
     memory_list = memory.add_parser("list", parents=[scoped], help="facts of a scope, most recently updated first")
-    memory_list.add_argument("--subject")
-    memory_list.add_argument("--limit", type=int, default=100)
+    memory_list.add_argument("--subject", help="only facts about this subject")
+    memory_list.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     memory_list.set_defaults(run=_memory_list)
     search = memory.add_parser("search", parents=[scoped], help="facts matching TEXT, best first (full-text search)")
-    search.add_argument("text")
-    search.add_argument("--subject")
-    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("text", help="words to look for")
+    search.add_argument("--subject", help="only facts about this subject")
+    search.add_argument("--limit", type=int, default=10, help="at most this many (default 10)")
     search.set_defaults(run=_memory_search)
     forget = memory.add_parser("forget", parents=[scoped], help="delete one fact by id")
-    forget.add_argument("id", type=int)
+    forget.add_argument("id", type=int, help="the fact's id (as `memory list` shows it)")
     forget.set_defaults(run=_memory_forget)
 
     namespaces = commands.add_parser("namespaces", help="list or drop namespaces").add_subparsers(dest="action", required=True, metavar="ACTION")
     namespaces.add_parser("list", parents=[location], help="namespaces with their session and run counts").set_defaults(run=_namespaces_list, namespace=None)
     drop = namespaces.add_parser("drop", parents=[location], help="drop a namespace and everything in it (asks first)")
-    drop.add_argument("name")
+    drop.add_argument("name", help="the namespace's name")
     drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     drop.set_defaults(run=_namespaces_drop, namespace=None)
     return parser
