@@ -7,9 +7,18 @@ READY := $(VENV)/.timestep-ready
 # The machine's PostgreSQL, used by `make test` when PG_CONNECTION_URI is not set and it answers.
 LOCAL_PG := postgresql://postgres@127.0.0.1:5432/test
 
+# The embedded database's migrated template, as a wheel ships it: a first start copies it
+# instead of running initdb and the migrations (timestep/store/template.py).
+TEMPLATE := timestep/_template/.made
+
 .PHONY: demo test bench setup clean
 
-setup: $(READY)
+setup: $(READY) $(TEMPLATE)
+
+$(TEMPLATE): $(READY) timestep/store/schema.py
+	rm -rf timestep/_template
+	$(BIN)/python -c 'import asyncio, pathlib; from timestep.store.template import write_shipped; asyncio.run(write_shipped(pathlib.Path("timestep/_template")))'
+	touch $@
 
 $(READY): pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +36,16 @@ $(READY): pyproject.toml package.json package-lock.json
 		else echo "strace is missing: the durability tests will be skipped (apt-get install strace)"; fi; fi
 	touch $@
 
-demo: $(READY)
+demo: setup
 	$(BIN)/timestep demo
 
-test: $(READY)
+test: setup
 	@uri="$${PG_CONNECTION_URI:-}"; \
 	if [ -z "$$uri" ] && $(BIN)/python -c 'import psycopg; psycopg.connect("$(LOCAL_PG)", connect_timeout=3).close()' 2>/dev/null; then \
 		uri="$(LOCAL_PG)"; echo "PostgreSQL half: $$uri"; fi; \
 	PG_CONNECTION_URI="$$uri" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(READY)
+bench: setup
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/session.py
 	$(BIN)/python bench/runs.py
@@ -44,4 +53,4 @@ bench: $(READY)
 	$(BIN)/python bench/memory.py
 
 clean:
-	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .hypothesis timestep/_template

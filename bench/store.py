@@ -8,7 +8,9 @@ Prints, side by side in one run:
   itself sends, the lower bound of its path);
 - a single-row insert, the same way;
 - 10,000-row insert as one batch, and as 10,000 pipelined single inserts;
-- time to first query on a new data directory and on an existing one;
+- time to first query on a new data directory and on an existing one, and on a new one with
+  an empty cache: copied from the template the wheel ships, and without it (initdb and the
+  migrations, as before a template was shipped);
 - the sidecar's peak and steady RSS;
 - the same operations on PostgreSQL (PG_CONNECTION_URI, else the local server if it answers).
 The sidecar's writes are durable (answered once their WAL is fsynced); the in-process floor's
@@ -36,6 +38,7 @@ from timestep import open_store
 from timestep.store import Store
 from timestep.store.node import find_node
 from timestep.store.pglite import PGliteStore
+from timestep.store import datadir
 from timestep.store.template import ensure_migrated_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +80,19 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return kb("VmHWM"), kb("VmRSS")
 
 
+async def first_query_empty_cache_s(work: Path, shipped: bool) -> float:
+    """Seconds to a first query on a new directory with an empty cache: copied from the
+    shipped template (as a wheel, or `make setup`, has it), or without one (initdb, migrations)."""
+    saved = os.environ["TIMESTEP_CACHE_DIR"], datadir.SHIPPED_DIR
+    os.environ["TIMESTEP_CACHE_DIR"] = tempfile.mkdtemp(dir=work)
+    if not shipped:
+        datadir.SHIPPED_DIR = work / "nothing-shipped"
+    try:
+        return await first_query_s(Path(tempfile.mkdtemp(dir=work)) / "db")
+    finally:
+        os.environ["TIMESTEP_CACHE_DIR"], datadir.SHIPPED_DIR = saved
+
+
 def node_floor(data_dir: Path, warmup: int, rounds: int) -> dict[str, Any]:
     done = subprocess.run(
         [find_node(), str(ROOT / "bench" / "floor.mjs"), str(data_dir), str(warmup), str(rounds)],
@@ -91,6 +107,8 @@ async def main(warmup: int, rounds: int) -> None:
     try:
         await ensure_migrated_template()  # made once per machine; not part of any figure below
 
+        empty_cache = [await first_query_empty_cache_s(work, shipped=True) for _ in range(3)]
+        not_shipped = [await first_query_empty_cache_s(work, shipped=False) for _ in range(3)]
         new_dir = [await first_query_s(work / f"new-{i}") for i in range(5)]
         existing = [await first_query_s(work / "new-0") for _ in range(5)]
 
@@ -143,6 +161,8 @@ async def main(warmup: int, rounds: int) -> None:
         ("10,000 pipelined INSERTs", f"{pipelined_s:.2f} s", "", "", fmt_pg("pipelined", 1, "s")),
         ("first query, new dir", f"{statistics.median(new_dir):.2f} s", "", "", fmt_pg("first", 1, "s")),
         ("first query, existing dir", f"{statistics.median(existing):.2f} s", "", "", ""),
+        ("first query, empty cache", f"{statistics.median(empty_cache):.2f} s", "", "", ""),
+        ("  without a shipped template", f"{statistics.median(not_shipped):.2f} s", "", "", ""),
         ("sidecar RSS, peak", f"{peak_mb:.0f} MB", "", "", ""),
         ("sidecar RSS, steady", f"{steady_mb:.0f} MB", "", "", ""),
     ]

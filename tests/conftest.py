@@ -6,6 +6,7 @@ required: a missing PG_CONNECTION_URI fails the run rather than skipping half of
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from timestep import open_store
 from timestep.store import Store
+from timestep.store.template import ensure_migrated_template
 
 PG_URI = os.environ.get("PG_CONNECTION_URI", "")
 BACKENDS = ["pglite", "postgres"]
@@ -37,6 +39,9 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     os.environ["TIMESTEP_PGLITE_DIR"] = str(tmp_path_factory.mktemp("default-pglite"))
     cache = os.environ.get("TIMESTEP_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("cache"))
     os.environ["TIMESTEP_CACHE_DIR"] = cache
+    # The migrated template, made (or copied from the checkout's shipped one) before any test:
+    # a test's child process then never prints the first run's progress line.
+    asyncio.run(ensure_migrated_template())
     yield
     for name, value in saved.items():
         if value is None:

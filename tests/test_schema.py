@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from conftest import child_env
 from timestep import open_store
+from timestep.store import datadir
 from timestep.store.datadir import Template
 from timestep.store.schema import LATEST, MIGRATIONS, SCHEMA_KEY
+from timestep.store.template import write_shipped
 
 pytestmark = pytest.mark.anyio
 
@@ -41,6 +44,7 @@ async def test_new_directories_are_copied_with_their_tables(tmp_path, monkeypatc
     """The first new directory on a machine makes the migrated template; later ones are
     copies of it (the same migration rows, applied once, before they existed)."""
     monkeypatch.setenv("TIMESTEP_CACHE_DIR", str(tmp_path / "cache"))  # a machine with no templates yet
+    monkeypatch.setattr(datadir, "SHIPPED_DIR", tmp_path / "nothing-shipped")  # and none shipped
     applied = []
     for name in ("first", "second"):
         async with await open_store(pglite_path=tmp_path / name) as store:
@@ -49,6 +53,33 @@ async def test_new_directories_are_copied_with_their_tables(tmp_path, monkeypatc
     assert [row["version"] for row in applied[0]] == list(range(1, LATEST + 1))
     assert applied[1] == applied[0]
     assert not [path.name for path in Template().base.iterdir() if path.name.endswith(".tmp")]
+
+
+async def test_new_databases_come_from_the_shipped_template(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With a shipped template (a wheel's, or `make setup`'s), a machine with an empty cache
+    runs neither initdb nor a migration: directories are extracted from it, an in-memory
+    database is loaded from it unzipped, all with the same migration rows as when it was made."""
+    shipped = await write_shipped(tmp_path / "shipped")
+    monkeypatch.setattr(datadir, "SHIPPED_DIR", shipped.parent)
+    monkeypatch.setenv("TIMESTEP_CACHE_DIR", str(tmp_path / "empty-cache"))
+    capfd.readouterr()
+    rows = [
+        await _applied_in(open_store(pglite_path=tmp_path / "first")),
+        await _applied_in(open_store(pglite_path=tmp_path / "second")),
+        await _applied_in(open_store("memory://")),
+    ]
+    assert [row["version"] for row in rows[0]] == list(range(1, LATEST + 1))
+    assert rows[1] == rows[0] and rows[2] == rows[0]
+    assert not list((tmp_path / "empty-cache").rglob("template.tgz"))  # no initdb
+    assert not list((tmp_path / "empty-cache").rglob(f"pgdata-schema-{SCHEMA_KEY}"))  # nor a migrated copy
+    assert "preparing the embedded database" not in capfd.readouterr().err
+
+
+async def _applied_in(opening: Any) -> list[dict[str, Any]]:
+    async with await opening as store:
+        return await store.fetch("SELECT version, applied_at FROM timestep_schema ORDER BY version")
 
 
 async def test_memory_databases_are_loaded_with_their_tables(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

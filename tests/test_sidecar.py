@@ -454,9 +454,12 @@ async def test_corrupt_data_dir_gives_the_real_cause(tmp_path: Path) -> None:
     assert 'could not open file "global/pg_control"' in str(failed.value)  # PostgreSQL's own words
 
 
-async def test_new_directories_come_from_the_cached_template(tmp_path: Path) -> None:
+async def test_new_directories_come_from_the_cached_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from timestep.store import datadir
     from timestep.store.datadir import Template
 
+    monkeypatch.setattr(datadir, "SHIPPED_DIR", tmp_path / "nothing-shipped")  # a checkout without `make setup`
+    monkeypatch.setenv("TIMESTEP_CACHE_DIR", str(tmp_path / "cache"))  # and a machine with no templates yet
     async with await open_store(pglite_path=tmp_path / "a"):
         pass
     template = Template()

@@ -47,6 +47,7 @@ def test_wheel_installs_and_opens_a_store(tmp_path: Path) -> None:
     (wheel,) = dist.glob("timestep-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "timestep/py.typed" in names  # type checkers see timestep's types
+    assert [name for name in names if name.startswith("timestep/_template/pgdata-pglite-") and name.endswith(".tar.gz")]
     assert [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
     assert "timestep/_sidecar/server.mjs" in names
     assert "timestep/_sidecar/node_modules/@electric-sql/pglite/package.json" in names
@@ -63,6 +64,9 @@ def test_wheel_installs_and_opens_a_store(tmp_path: Path) -> None:
     bare_env["TIMESTEP_CACHE_DIR"] = str(tmp_path / "cache")
     done = subprocess.run([str(python), "-c", USE_INSTALLED_WHEEL, str(tmp_path / "db")], cwd=tmp_path, env=bare_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    # The first start extracted the shipped template: no initdb ran.
+    assert not list((tmp_path / "cache").rglob("template.tgz")) and not list((tmp_path / "cache").rglob("pgdata"))
+    assert "preparing the embedded database" not in done.stderr
     value, sidecar, node = done.stdout.splitlines()
     assert value == "{'ok': True}"
     assert sidecar.startswith(str(env_dir)) and sidecar.endswith("timestep/_sidecar")

@@ -11,7 +11,7 @@ from .namespace import check_name, create_namespace
 from .pglite import PGliteStore
 from .postgres import PostgresStore
 from .schema import migrate
-from .template import ensure_memory_template, ensure_migrated_template
+from .template import ensure_memory_template, ensure_new_directory_template
 
 __all__ = ["QueryResult", "Statement", "Store", "default_store", "open_store"]
 
@@ -68,7 +68,7 @@ async def open_store(
         data_dir = DataDir(path)
         data_dir.check()
         if not (data_dir.pgdata / "PG_VERSION").is_file():  # a new database: copied with its tables
-            await ensure_migrated_template()
+            await ensure_new_directory_template()
         store = PGliteStore.for_directory(path, namespace, mode)
     elif uri == MEMORY_URI:
         await ensure_memory_template()  # loaded with its tables

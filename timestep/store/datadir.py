@@ -25,6 +25,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -178,7 +179,11 @@ class DataDir:
             )
         staging = self.root / f"pgdata.{os.getpid()}.tmp"
         try:
-            shutil.copytree(template.source(), staging, copy_function=_copy_or_stop)
+            shipped = template.shipped()
+            if shipped is not None and not template.has_migrated():
+                extract_tarball(shipped, staging)  # the first on this machine: one write, not two
+            else:
+                shutil.copytree(template.source(), staging, copy_function=_copy_or_stop)
             if self.pgdata.exists():
                 self.pgdata.rmdir()
             os.replace(staging, self.pgdata)
@@ -207,8 +212,27 @@ def _copy_or_stop(source: str, target: str) -> None:
         raise _CopyStopped(exc) from exc
 
 
+def extract_tarball(tarball: Path, target: Path) -> None:
+    """Unpack a data directory's tar (gzipped or not) into `target`, a new directory."""
+    with tarfile.open(tarball) as archive:
+        archive.extractall(target, filter="data")
+
+
+def cache_unwritable(base: Path, exc: OSError) -> SidecarStartFailed:
+    """The error for a template that cannot be written to the cache directory `base`."""
+    return SidecarStartFailed(
+        f"cannot keep the embedded database's template in {base}: {os_reason(exc)}; "
+        "set TIMESTEP_CACHE_DIR to a writable directory"
+    )
+
+
+# Where a wheel keeps the migrated template it ships (hatch_build.py; `make setup` for a checkout).
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "_template"
+
+
 class Template:
-    """A fresh PGlite data directory for one PGlite version, made once and cached."""
+    """A fresh PGlite data directory for one PGlite version, made once and cached; and the
+    migrated one new databases are copied from, cached or shipped (timestep.store.template)."""
 
     def __init__(self) -> None:
         self.pglite = pglite_version()
@@ -218,7 +242,23 @@ class Template:
 
     @property
     def pg_version(self) -> str:
-        return (self.pgdata / "PG_VERSION").read_text().strip()
+        """The PostgreSQL major version this PGlite runs (its template's)."""
+        shipped = self.shipped()
+        if shipped is not None and not self.has_migrated():
+            with tarfile.open(shipped) as archive:
+                member = archive.extractfile("PG_VERSION")
+                assert member is not None
+                return member.read().decode().strip()
+        return (self.source() / "PG_VERSION").read_text().strip()
+
+    def shipped(self) -> Path | None:
+        """The migrated template shipped for this PGlite version and these migrations, if any."""
+        path = SHIPPED_DIR / f"pgdata-pglite-{self.pglite}-schema-{SCHEMA_KEY}.tar.gz"
+        return path if path.is_file() else None
+
+    def has_migrated(self) -> bool:
+        """Whether the migrated template is in the cache."""
+        return (self.migrated(SCHEMA_KEY) / "PG_VERSION").is_file()
 
     def migrated(self, schema_key: str) -> Path:
         """Where the copy with timestep's tables (of migrations `schema_key`) is kept."""
@@ -241,9 +281,13 @@ class Template:
         return migrated if migrated.is_file() else self.tarball
 
     def ensure(self) -> Template:
-        """Make the template if it is not cached yet (the one time initdb runs)."""
+        """Make the template if it is not cached yet (the one time initdb runs), unless the
+        migrated one, which new databases are copied from, is there already."""
+        if self.has_migrated() or self.shipped() is not None:
+            return self
         if (self.pgdata / "PG_VERSION").is_file() and self.tarball.is_file():
             return self
+        print("timestep: preparing the embedded database (first run only)", file=sys.stderr, flush=True)
         try:
             self.base.mkdir(parents=True, exist_ok=True)
             if not self.tarball.is_file():
@@ -251,10 +295,7 @@ class Template:
             if not (self.pgdata / "PG_VERSION").is_file():
                 self._extract()
         except OSError as exc:
-            raise SidecarStartFailed(
-                f"cannot keep the embedded database's template in {self.base}: {os_reason(exc)}; "
-                "set TIMESTEP_CACHE_DIR to a writable directory"
-            ) from exc
+            raise cache_unwritable(self.base, exc) from exc
         return self
 
     def _make_tarball(self) -> None:
