@@ -3,6 +3,7 @@ in Python's reader and in the real sidecar's."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
@@ -13,8 +14,8 @@ from hypothesis import strategies as st
 
 from timestep.store import protocol
 from timestep.store.adapt import dump_params
-from timestep.store.datadir import Template
 from timestep.store.node import find_node, sidecar_dir
+from timestep.store.template import ensure_memory_template
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
 replies = st.one_of(
@@ -59,7 +60,8 @@ def test_oversized_frame_is_refused() -> None:
 @pytest.fixture(scope="module")
 def raw_sidecar() -> Iterator[subprocess.Popen[bytes]]:
     """A real sidecar on an in-memory database, spoken to frame by frame."""
-    child = subprocess.Popen([find_node(), str(sidecar_dir() / "server.mjs"), "--memory", "--template", str(Template().ensure().tarball)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    template = asyncio.run(ensure_memory_template())  # what open_store("memory://") loads
+    child = subprocess.Popen([find_node(), str(sidecar_dir() / "server.mjs"), "--memory", "--template", str(template)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert isinstance(read_replies(child, protocol.FrameReader(), 1)[0], protocol.Ready)
     yield child
     assert child.stdin is not None
