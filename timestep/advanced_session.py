@@ -266,7 +266,13 @@ class AdvancedSession(Session):
     async def _current_branch(self, store: Store) -> str:
         """The current branch; back to "main" if the session was cleared (by any object)
         since this one left it, as AdvancedSQLiteSession does."""
-        if self._current_branch_id != MAIN and await store.fetchval(_SESSION_BORN, self.session_id) != self._branch_session:
+        if self._current_branch_id == MAIN:
+            return MAIN
+        return self._branch_in(await store.fetchval(_SESSION_BORN, self.session_id))
+
+    def _branch_in(self, born: dt.datetime | None) -> str:
+        """The current branch, the session's created_at being `born` now (see _SESSION_BORN)."""
+        if self._current_branch_id != MAIN and born != self._branch_session:
             self._current_branch_id = MAIN
         return self._current_branch_id
 
@@ -371,7 +377,7 @@ class AdvancedSession(Session):
         assert found is not None
         if not found["present"]:
             raise InvalidBranch(f"Branch '{branch_id}' does not exist")
-        old = await self._current_branch(store) if branch_id != MAIN else self._current_branch_id
+        old = self._branch_in(found["born"])
         self._current_branch_id, self._branch_session = branch_id, found["born"]
         self._logger.info("Switched from branch '%s' to '%s'", old, branch_id)
 

@@ -34,7 +34,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         text = json.dumps(value, ensure_ascii=False)
     elif isinstance(value, (bytes, bytearray, memoryview)):
-        text = "\\x" + bytes(value).hex()
+        text = _as_json(value)
     elif isinstance(value, dt.datetime):
         text = value.isoformat(sep=" ")
     else:

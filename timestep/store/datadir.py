@@ -179,8 +179,8 @@ class DataDir:
             )
         staging = self.root / f"pgdata.{os.getpid()}.tmp"
         try:
-            shipped = template.shipped()
-            if shipped is not None and not template.has_migrated():
+            shipped = template.shipped_only()
+            if shipped is not None:
                 extract_tarball(shipped, staging)  # the first on this machine: one write, not two
             else:
                 shutil.copytree(template.source(), staging, copy_function=_copy_or_stop)
@@ -243,18 +243,28 @@ class Template:
     @property
     def pg_version(self) -> str:
         """The PostgreSQL major version this PGlite runs (its template's)."""
-        shipped = self.shipped()
-        if shipped is not None and not self.has_migrated():
+        shipped = self.shipped_only()
+        if shipped is not None:
             with tarfile.open(shipped) as archive:
                 member = archive.extractfile("PG_VERSION")
                 assert member is not None
                 return member.read().decode().strip()
         return (self.source() / "PG_VERSION").read_text().strip()
 
+    @property
+    def shipped_name(self) -> str:
+        """The file name of the migrated template shipped for this PGlite and these migrations."""
+        return f"pgdata-pglite-{self.pglite}-schema-{SCHEMA_KEY}.tar.gz"
+
     def shipped(self) -> Path | None:
         """The migrated template shipped for this PGlite version and these migrations, if any."""
-        path = SHIPPED_DIR / f"pgdata-pglite-{self.pglite}-schema-{SCHEMA_KEY}.tar.gz"
+        path = SHIPPED_DIR / self.shipped_name
         return path if path.is_file() else None
+
+    def shipped_only(self) -> Path | None:
+        """The shipped template while the cache has no migrated one: new directories are then
+        extracted from it."""
+        return None if self.has_migrated() else self.shipped()
 
     def has_migrated(self) -> bool:
         """Whether the migrated template is in the cache."""

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -89,7 +89,7 @@ def _setup_sql(namespace: str | None, durability: str) -> str:
 
 async def _close_with_loop(
     pool: AsyncConnectionPool[Any], connections: weakref.WeakSet[psycopg.AsyncConnection[Any]]
-) -> AsyncIterator[None]:
+) -> AsyncGenerator[None, None]:
     """Close `pool` and its `connections` when its event loop shuts down. An async generator,
     started once: a loop that shuts down cleanly (asyncio.run, asyncio.Runner) closes every
     generator it started (loop.shutdown_asyncgens) while it still runs, so the connections
@@ -140,7 +140,7 @@ class PostgresStore(Store):
         # on a loop all await the same task, so a loop never gets two pools.
         self._pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool[Any]]] = {}
         # Each pool's _close_with_loop generator (the loop holds them only weakly).
-        self._closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         _live_stores.add(self)
 
     @property
@@ -288,7 +288,8 @@ class PostgresStore(Store):
                     pool = await opening
                 except Exception:  # it never opened: nothing to close
                     continue
-                await pool.close()
                 closer = closers.get(owner)
                 if closer is not None:
-                    await closer.aclose()  # type: ignore[attr-defined]
+                    await closer.aclose()  # closes the pool and its connections
+                else:
+                    await pool.close()

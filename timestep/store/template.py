@@ -115,15 +115,16 @@ async def write_shipped(directory: Path) -> Path:
     wheel ships it; return the file."""
     pgdata = await ensure_migrated_template()
     directory.mkdir(parents=True, exist_ok=True)
-    shipped = directory / f"pgdata-pglite-{Template().pglite}-schema-{SCHEMA_KEY}.tar.gz"
-    await asyncio.to_thread(_write_gzipped, pgdata, shipped)
+    shipped = directory / Template().shipped_name
+    await asyncio.to_thread(_archive, pgdata, shipped, gzipped=True)
     return shipped
 
 
-def _write_gzipped(pgdata: Path, shipped: Path) -> None:
-    with tarfile.open(shipped, "w:gz", compresslevel=6) as archive:
-        for path in sorted(pgdata.rglob("*")):
-            archive.add(path, arcname=path.relative_to(pgdata).as_posix(), recursive=False)
+def _archive(pgdata: Path, path: Path, *, gzipped: bool) -> None:
+    """`pgdata` as a tar at `path`, its members' paths relative to it, as PGlite loads one."""
+    with tarfile.open(path, "w:gz", compresslevel=6) if gzipped else tarfile.open(path, "w") as archive:
+        for member in sorted(pgdata.rglob("*")):
+            archive.add(member, arcname=member.relative_to(pgdata).as_posix(), recursive=False)
 
 
 def _write_tarball(pgdata: Path, tarball: Path) -> None:
@@ -132,10 +133,7 @@ def _write_tarball(pgdata: Path, tarball: Path) -> None:
     (most of them a WAL segment's zeros) on every load."""
     staging = tarball.with_name(f"{tarball.name}.{os.getpid()}.tmp")
     try:
-        with tarfile.open(staging, "w") as archive:
-            for path in sorted(pgdata.rglob("*")):
-                archive.add(path, arcname=path.relative_to(pgdata).as_posix(), recursive=False)
+        _archive(pgdata, staging, gzipped=False)
         os.replace(staging, tarball)
     finally:
         staging.unlink(missing_ok=True)
-
