@@ -90,6 +90,18 @@ async def test_compaction_replaces_only_what_it_read(store: Store) -> None:
     assert await AdvancedSession(session.session_id, store=store)._get_compaction_snapshot(2) is None
 
 
+async def test_two_compactions_of_one_snapshot_at_once_replace_it_once(store: Store) -> None:
+    """Two compactions read the same history and replace it at the same moment (on PostgreSQL,
+    on two connections): one replaces it, the other finds it changed and writes nothing."""
+    session = Session(f"wrap-{uuid.uuid4()}", store=store)
+    await session.add_items(_items("a", "b", "c"))
+    first, second = await session._get_compaction_snapshot(3), await session._get_compaction_snapshot(3)
+    assert first is not None and second is not None
+    results = await asyncio.gather(first.replace_suffix(0, _items("one")), second.replace_suffix(0, _items("two")))
+    assert sorted(results) == [False, True]
+    assert await session.get_items() == _items("one" if results[0] else "two")
+
+
 async def test_compaction_prunes_the_expired_prefix_with_the_suffix(store: Store) -> None:
     session = Session(f"wrap-{uuid.uuid4()}", store=store)
     await session.add_items(_items("expired 1", "expired 2", "kept", "x", "y"))
