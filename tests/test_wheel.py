@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import timestep
+
 ROOT = Path(__file__).resolve().parent.parent
 
 USE_INSTALLED_WHEEL = """
@@ -40,11 +42,11 @@ def test_wheel_installs_and_opens_a_store(tmp_path: Path) -> None:
     # sdist first, then the wheel from it: the sdist has no node_modules, so the build
     # hook's `npm ci` runs too.
     subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)], check=True, capture_output=True)
-    (sdist,) = dist.glob("timestep-*.tar.gz")
+    (sdist,) = dist.glob("timestep_agents-*.tar.gz")
     with tarfile.open(sdist) as archive:
         sdist_names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"js/index.mjs", "js/index.d.ts", "LICENSE", "sidecar/server.mjs"} <= sdist_names
-    (wheel,) = dist.glob("timestep-*.whl")
+    assert {"js/index.mjs", "js/index.d.ts", "LICENSE", "sidecar/server.mjs", "docs/cli.md", "examples/handoff.py"} <= sdist_names
+    (wheel,) = dist.glob("timestep_agents-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "timestep/py.typed" in names  # type checkers see timestep's types
     assert [name for name in names if name.startswith("timestep/_template/pgdata-pglite-") and name.endswith(".tar.gz")]
@@ -53,6 +55,11 @@ def test_wheel_installs_and_opens_a_store(tmp_path: Path) -> None:
     assert "timestep/_sidecar/node_modules/@electric-sql/pglite/package.json" in names
     assert "timestep/_sidecar/node_modules/@msgpack/msgpack/package.json" in names
     assert not [n for n in names if "/.venv/" in n or n.startswith("tests/")]
+    metadata = zipfile.ZipFile(wheel).read("timestep_agents-0.1.0.dist-info/METADATA").decode()
+    assert "Name: timestep-agents\n" in metadata  # not "timestep": that name on PyPI is another project
+    assert f"Version: {timestep.__version__}\n" in metadata
+    assert wheel.name == f"timestep_agents-{timestep.__version__}-py3-none-any.whl"
+    assert f"dist/{wheel.name}" in (ROOT / "README.md").read_text()  # the README installs this file
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
