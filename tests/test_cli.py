@@ -312,6 +312,9 @@ def test_ctrl_c_is_one_line_and_exit_130() -> None:
         [sys.executable, "-m", "timestep", "sql", "--uri", f"{uri}{'&' if '?' in uri else '?'}application_name={tag}",
          "SELECT pg_sleep(60)"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+        # Ctrl-C as a terminal delivers it: a suite started in the background by a script
+        # inherits SIGINT ignored (POSIX, for asynchronous lists) and would pass that on.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         with psycopg.connect(uri, autocommit=True) as conn:
