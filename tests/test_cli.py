@@ -171,6 +171,17 @@ async def test_runs_list_show_approve_reject_resume(target: tuple[Store, list[st
         assert again.returncode == 1 and again.stderr.count("\n") == 1 and "is finished" in again.stderr
         again = resume(options, run_id, server)
         assert again.returncode == 1 and again.stderr.count("\n") == 1 and "is finished" in again.stderr
+
+        # Several runs in one command: each is decided on its own, and one that cannot be
+        # (finished) is one line on stderr and exit 1, the others decided all the same.
+        other = f"{run_id}-other"
+        await RunStateStore(agent, other, store=store).save(result.to_state())
+        both = timestep("runs", "approve", *options, run_id, other)
+        assert both.returncode == 1 and both.stderr.count("\n") == 1 and "is finished" in both.stderr
+        assert both.stdout.startswith(f"approved call_1_0, call_1_1 in run {other};")
+        assert "call_1_1: close_account  [approved]" in timestep("runs", "show", *options, other).stdout
+        one_call = timestep("runs", "reject", *options, run_id, other, "--call", "call_1_0")
+        assert one_call.returncode == 1 and one_call.stderr == "timestep: --call names a call of one run: give one run id with it\n"
         assert len(server.requests) == 2
     assert [r.status for r in await RunStateStore.list_runs(store) if r.run_id == run_id] == ["finished"]
 

@@ -102,14 +102,15 @@ async def test_four_workers_resume_fifty_runs_each_exactly_once(namespaced: tupl
         env = env_for(server, uri, batch)
         workers = [start_worker(uri, namespace, env, "--poll", "0.2") for _ in range(WORKERS)]
         try:
-            def approve(run_id: str) -> subprocess.CompletedProcess[str]:
+            def approve(some: list[str]) -> subprocess.CompletedProcess[str]:
                 return subprocess.run(
-                    [sys.executable, "-m", "timestep", "runs", "approve", "--uri", uri, "--namespace", namespace, run_id],
+                    [sys.executable, "-m", "timestep", "runs", "approve", "--uri", uri, "--namespace", namespace, *some],
                     capture_output=True, text=True, env=env, timeout=120,
                 )
 
-            with ThreadPoolExecutor(4) as pool:
-                approvals = list(pool.map(approve, run_ids))
+            # Five operators at once, ten runs each, while the workers wait for decisions.
+            with ThreadPoolExecutor(5) as pool:
+                approvals = list(pool.map(approve, [run_ids[start::5] for start in range(5)]))
             assert all(done.returncode == 0 for done in approvals), [done.stderr for done in approvals if done.returncode]
             await until_finished(store, run_ids)
         finally:

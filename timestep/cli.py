@@ -261,13 +261,22 @@ async def _runs_show(store: Store, args: argparse.Namespace) -> int:
 async def _runs_decide(store: Store, args: argparse.Namespace) -> int:
     from .run_state import RunStateStore
 
+    if args.call is not None and len(args.run_ids) > 1:
+        raise _Failure("--call names a call of one run: give one run id with it")
     approve = args.action == "approve"
-    decided = await RunStateStore.decide(
-        args.run_id, approve=approve, call_id=args.call, message=getattr(args, "message", None), store=store
-    )
     verb = "approved" if approve else "rejected"
-    print(f"{verb} {', '.join(decided)} in run {args.run_id}; `timestep runs resume {args.run_id} --agent ...` continues it")
-    return 0
+    failed = 0
+    for run_id in args.run_ids:  # each run on its own: one that cannot be decided stops no other
+        try:
+            decided = await RunStateStore.decide(
+                run_id, approve=approve, call_id=args.call, message=getattr(args, "message", None), store=store
+            )
+        except TimestepError as exc:
+            print(f"timestep: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{verb} {', '.join(decided)} in run {run_id}; `timestep runs resume {run_id} --agent ...` continues it")
+    return 1 if failed else 0
 
 
 async def _runs_resume(store: Store, args: argparse.Namespace) -> int:
@@ -478,10 +487,10 @@ def _parser() -> argparse.ArgumentParser:
     run_show = runs.add_parser("show", parents=[common], help="the tool calls a run waits on, with their arguments")
     run_show.add_argument("run_id", help="the run's id (as `runs list` shows it)")
     run_show.set_defaults(run=_runs_show)
-    for action, text in (("approve", "approve pending tool calls (all, or --call)"), ("reject", "reject pending tool calls (all, or --call)")):
+    for action, text in (("approve", "approve pending tool calls of one run or several (all, or --call)"), ("reject", "reject pending tool calls of one run or several (all, or --call)")):
         decide = runs.add_parser(action, parents=[common], help=text)
-        decide.add_argument("run_id", help="the run's id")
-        decide.add_argument("--call", help="one call id (default: every pending call)")
+        decide.add_argument("run_ids", nargs="+", metavar="run_id", help="the run's id (or several runs' ids)")
+        decide.add_argument("--call", help="one call id of the one run given (default: every pending call)")
         if action == "reject":
             decide.add_argument("--message", help="what the model is told instead of the tool's output")
         decide.set_defaults(run=_runs_decide)
