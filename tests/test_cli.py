@@ -371,3 +371,27 @@ def test_every_command_and_argument_has_help() -> None:
 
     walk(_parser(), "timestep")
     assert missing == []
+
+
+async def test_the_operators_run_commands_do_not_import_the_agents_sdk(tmp_path: Path) -> None:
+    """`runs list/show/approve/reject` read and write rows: no Agents SDK import (seconds)."""
+    import banker
+    from timestep.run_state import RunStateStore
+    from timestep.runner import run_agent
+    from timestep.testing import FakeModelServer, call
+
+    async with await open_store(pglite_path=tmp_path) as store:
+        with FakeModelServer([call("wire_money", {"amount": 5})]) as server:
+            agent = banker.make_agent(server.base_url)
+            run_id = "operator-run"
+            await run_agent(agent, "send 5", None, run_store=RunStateStore(agent, run_id, store=store))
+        script = (
+            "import sys\nfrom timestep.cli import main\n"
+            f"for command in (['runs', 'list'], ['runs', 'show', {run_id!r}], ['runs', 'approve', {run_id!r}]):\n"
+            f"    assert main([*command, '--pglite-path', {str(tmp_path)!r}]) == 0\n"
+            "print(sorted(name for name in sys.modules if name == 'agents' or name.startswith('agents.')))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=child_env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == "[]"
+        assert "approved call_1_0 in run operator-run" in done.stdout

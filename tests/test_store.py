@@ -261,3 +261,18 @@ async def test_several_event_loops_at_once_leave_no_connection() -> None:
     async with await open_store(base) as observer:
         left = await observer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name)
     assert left == 0
+
+
+async def test_a_listener_can_stop_listening_after_any_notification() -> None:
+    """Leaving `listening` by a `return` mid-stream (the iterator suspended) closes it."""
+    async with await open_store(require_postgres()) as store:
+        channel = f"test_listening_{id(store)}"
+
+        async def first_payload() -> str:
+            async with store.listening(channel) as payloads:  # type: ignore[attr-defined]
+                await store.execute("SELECT pg_notify($1, 'first'), pg_notify($1, 'second')", channel)
+                async for payload in payloads:
+                    return payload
+            raise AssertionError("no notification")
+
+        assert await asyncio.wait_for(first_payload(), 10) == "first"  # a deadlock is a timeout

@@ -23,7 +23,7 @@ from timestep.runner import run_agent
 from timestep.store import Store
 from timestep.store.namespace import drop_namespace
 from timestep.testing import FakeModelServer, RecordedRequest, Reply
-from timestep.worker import CHANNEL, Worker
+from timestep.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +39,14 @@ async def namespaced() -> AsyncIterator[tuple[str, str, Store]]:
     async with await open_store(uri) as plain:
         await plain.execute(ledger.CREATE)
     store = await open_store(uri, namespace=namespace)
+    # The test's own signal that a run finished (a run ends by an UPDATE, which notifies no
+    # worker: workers wait for decisions and new runs).
+    await store.execute_script(f"""
+        CREATE FUNCTION notify_finished() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN PERFORM pg_notify({finished_channel(namespace)!r}, NEW.run_id); RETURN NULL; END $fn$;
+        CREATE TRIGGER notify_finished AFTER UPDATE OF status ON run_states
+            FOR EACH ROW WHEN (NEW.status = 'finished') EXECUTE FUNCTION notify_finished();
+    """)
     try:
         yield uri, namespace, store
     finally:
@@ -76,14 +84,19 @@ async def pause_runs(store: Store, count: int, first: int = 1) -> list[str]:
     return run_ids
 
 
-async def until_finished(store: Store, run_ids: list[str]) -> None:
-    """Returns once every run is finished: woken by the store's notifications, never by a timer."""
+def finished_channel(namespace: str) -> str:
+    return f"finished_{namespace.replace('-', '_')}"
+
+
+async def until_finished(store: Store, namespace: str, run_ids: list[str]) -> None:
+    """Returns once every run is finished: woken by the namespace's notifications that a run
+    finished, never by a timer."""
     async def finished() -> int:
         # The namespace holds these runs only.
         return int(await store.fetchval("SELECT count(*) FROM run_states WHERE active AND status = 'finished'"))
 
     async def wait() -> None:
-        async with store.listening(CHANNEL) as payloads:  # type: ignore[attr-defined]
+        async with store.listening(finished_channel(namespace)) as payloads:  # type: ignore[attr-defined]
             if await finished() == len(run_ids):
                 return
             async for _ in payloads:
@@ -112,7 +125,7 @@ async def test_four_workers_resume_fifty_runs_each_exactly_once(namespaced: tupl
             with ThreadPoolExecutor(5) as pool:
                 approvals = list(pool.map(approve, [run_ids[start::5] for start in range(5)]))
             assert all(done.returncode == 0 for done in approvals), [done.stderr for done in approvals if done.returncode]
-            await until_finished(store, run_ids)
+            await until_finished(store, namespace, run_ids)
         finally:
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, run_records
 from .errors import TimestepError
 from .store import MEMORY_URI, Store, open_store
 from .store.pglite import PGliteStore
@@ -205,13 +205,12 @@ class _Failure(Exception):
 Command = Callable[[Store, argparse.Namespace], Awaitable[int]]
 
 
-# The run commands import the Agents SDK when they run, as the session commands do.
+# `runs list/show/approve/reject` read and write rows (run_records) and start in a fraction of a
+# second; `runs resume` and `worker` import the Agents SDK when they run.
 
 
 async def _runs_list(store: Store, args: argparse.Namespace) -> int:
-    from .run_state import RunStateStore
-
-    runs = await RunStateStore.list_runs(store, limit=args.limit)
+    runs = await run_records.list_runs(store, limit=args.limit)
     print_table(
         ["run_id", "agent", "status", "pending", "sdk", "saved_at", "detail"],
         [(r.run_id, r.agent_name, r.status, r.pending_approvals, r.sdk, r.saved_at, _run_detail(r, 60)) for r in runs],
@@ -234,13 +233,11 @@ def _run_detail(run: Any, width: int | None = None) -> str:
 
 
 async def _runs_show(store: Store, args: argparse.Namespace) -> int:
-    from .run_state import RunStateStore
-
-    run = await RunStateStore.find_run(args.run_id, store)
+    run = await run_records.find_run(args.run_id, store)
     if run.status not in ("interrupted", "failed"):
         print(f"run {args.run_id}: {run.status}, {_run_detail(run)}")
         return 0
-    calls = await RunStateStore.pending_calls(args.run_id, store)
+    calls = await run_records.pending_calls(args.run_id, store)
     failed = f" (failed: {run.error}; it can be resumed again)" if run.status == "failed" else ""
     print(f"run {args.run_id}: {len(calls)} tool call{'' if len(calls) == 1 else 's'} waiting for approval{failed}")
     for call in calls:
@@ -259,8 +256,6 @@ async def _runs_show(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _runs_decide(store: Store, args: argparse.Namespace) -> int:
-    from .run_state import RunStateStore
-
     if args.call is not None and len(args.run_ids) > 1:
         raise _Failure("--call names a call of one run: give one run id with it")
     approve = args.action == "approve"
@@ -268,7 +263,7 @@ async def _runs_decide(store: Store, args: argparse.Namespace) -> int:
     failed = 0
     for run_id in args.run_ids:  # each run on its own: one that cannot be decided stops no other
         try:
-            decided = await RunStateStore.decide(
+            decided = await run_records.decide(
                 run_id, approve=approve, call_id=args.call, message=getattr(args, "message", None), store=store
             )
         except TimestepError as exc:

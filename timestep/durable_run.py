@@ -24,7 +24,8 @@ from agents.run_state import RunState
 from psycopg.types.json import Json
 
 from .errors import RunNotResumable
-from .run_state import LOADED_ROW, SDK, SDK_VERSION, RunStateStore, not_resumable
+from .run_records import not_resumable
+from .run_state import LOADED_ROW, SDK, SDK_VERSION, RunStateStore
 from .store import Store
 
 _START = "SELECT * FROM timestep_start_run($1, $2, $3, $4, $5, $6, $7)"

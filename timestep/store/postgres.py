@@ -154,7 +154,13 @@ class PostgresStore(Store):
         LISTEN outlasts a request, so Store calls refuse it."""
         async with await psycopg.AsyncConnection.connect(self._uri, autocommit=True) as connection:
             await connection.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
-            yield (notification.payload async for notification in connection.notifies())
+            notifications = connection.notifies()
+            try:
+                yield (notification.payload async for notification in notifications)
+            finally:
+                # A caller that stopped iterating (break, return) left it suspended holding the
+                # connection's lock, which closing the connection needs.
+                await notifications.aclose()
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         self._check_open()
