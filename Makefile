@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/session.py
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/durable.py
 	$(BIN)/python bench/advanced.py
 	$(BIN)/python bench/memory.py
 

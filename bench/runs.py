@@ -13,8 +13,9 @@ against the floor (store / floor) is printed beside it.
 
 Then a durable run's lifecycle (`run_agent(..., run_store=...)`) against the same run made by
 a plain `Runner.run` with the same scripted model, on PGlite and on PostgreSQL: a new run to
-its end (started, recorded finished) and a paused run resumed to its end (claimed, recorded
-finished); their sum is the lifecycle of a run with one pause.
+its end (started, its model response journaled, recorded finished) and a paused run resumed to
+its end (claimed, its tool output and model response journaled, recorded finished); their sum
+is the lifecycle of a run with one pause.
 """
 
 from __future__ import annotations

@@ -67,6 +67,18 @@ async def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     await opened.aclose()
 
 
+@pytest.fixture(params=BACKENDS)
+async def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, Store]]:
+    """A new store on each backend (a new PGlite directory; the PostgreSQL server), and how a
+    child process or the command line names it (a URI or a directory)."""
+    name = require_postgres() if request.param == "postgres" else str(tmp_path / "db")
+    store = await (open_store(name) if request.param == "postgres" else open_store(pglite_path=name))
+    try:
+        yield name, store
+    finally:
+        await store.aclose()
+
+
 @pytest.fixture
 async def table(store: Store) -> AsyncIterator[str]:
     """A fresh table name, dropped after the test."""

@@ -313,7 +313,7 @@ def test_an_agent_is_imported_from_the_current_directory(tmp_path: Path) -> None
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
     assert done.returncode == 1
-    assert "no saved state for run 'no-such-run'" in done.stderr, done.stderr  # got past the import
+    assert "run 'no-such-run' has no saved state" in done.stderr, done.stderr  # got past the import
 
 
 def test_ctrl_c_is_one_line_and_exit_130() -> None:

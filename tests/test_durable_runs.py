@@ -9,15 +9,13 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import banker
-from conftest import child_env, require_postgres
-from timestep import open_store
+from conftest import child_env
 from timestep.errors import InvalidDecision, InvalidRunState, RunNotResumable
 from timestep.run_state import RunStateStore
 from timestep.runner import consume_result, run_agent
@@ -66,17 +64,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[4]))
 """
 
 
-@pytest.fixture(params=["pglite", "postgres"])
-async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, Store]]:
-    """A store on each backend, and how a child process names it."""
-    name = require_postgres() if request.param == "postgres" else str(tmp_path / "db")
-    store = await (open_store(name) if request.param == "postgres" else open_store(pglite_path=name))
-    try:
-        yield name, store
-    finally:
-        await store.aclose()
-
-
 def child(action: str, name: str, run_id: str, server: FakeModelServer) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, name, run_id, str(Path(banker.__file__).parent), action],
@@ -110,8 +97,8 @@ async def active_row(store: Store, run_id: str) -> dict[str, Any]:
     return row
 
 
-async def test_two_processes_resume_the_same_run_and_the_tool_runs_once(target: tuple[str, Store]) -> None:
-    name, store = target
+async def test_two_processes_resume_the_same_run_and_the_tool_runs_once(named_store: tuple[str, Store]) -> None:
+    name, store = named_store
     with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
         runs = await paused_run(store, server)
         children = [child("resume-when-told", name, runs.session_id, server) for _ in range(2)]
@@ -138,8 +125,8 @@ async def test_two_processes_resume_the_same_run_and_the_tool_runs_once(target: 
     assert [item.get("type") for item in items].count("function_call_output") == 1
 
 
-async def test_a_finished_run_cannot_be_resumed_again(target: tuple[str, Store]) -> None:
-    _, store = target
+async def test_a_finished_run_cannot_be_resumed_again(named_store: tuple[str, Store]) -> None:
+    _, store = named_store
     banker.executed.clear()
     with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
         runs = await paused_run(store, server)
@@ -164,8 +151,8 @@ async def test_a_finished_run_cannot_be_resumed_again(target: tuple[str, Store])
     assert [h["status"] for h in await runs.history()] == ["running", "finished"]
 
 
-async def test_a_streamed_run_is_recorded_when_its_stream_ends(target: tuple[str, Store]) -> None:
-    _, store = target
+async def test_a_streamed_run_is_recorded_when_its_stream_ends(named_store: tuple[str, Store]) -> None:
+    _, store = named_store
     with FakeModelServer([call("wire_money", {"amount": 5}), text("Sent 5.")]) as server:
         agent = banker.make_agent(server.base_url)
         session = Session(store=store)
@@ -182,8 +169,8 @@ async def test_a_streamed_run_is_recorded_when_its_stream_ends(target: tuple[str
     assert (row["status"], row["final_output"], row["lease_expires_at"]) == ("finished", "Sent 5.", None)  # released
 
 
-async def test_a_failed_run_keeps_its_state_and_can_be_retried(target: tuple[str, Store]) -> None:
-    name, store = target
+async def test_a_failed_run_keeps_its_state_and_can_be_retried(named_store: tuple[str, Store]) -> None:
+    name, store = named_store
     banker.executed.clear()
     with FakeModelServer([call("wire_money", {"amount": 5}), error(400, "bad request"), text("Sent 5.")]) as server:
         runs = await paused_run(store, server)
@@ -196,18 +183,20 @@ async def test_a_failed_run_keeps_its_state_and_can_be_retried(target: tuple[str
         assert row["lease_expires_at"] is None  # released
         shown = cli("runs", "show", *where(name), runs.session_id).stdout
         assert "1 tool call waiting for approval (failed: " in shown and "bad request" in shown
-        # The state it started from, with the decisions recorded in the store (none: the
-        # approval was given in memory), waits for a retry.
-        assert [call.decision for call in await RunStateStore.pending_calls(runs.session_id, store)] == [None]
-        state = await runs.load()
-        state.approve(state.get_interruptions()[0])
-        retried = await run_agent(runs.agent, state, Session(runs.session_id, store=store), run_store=runs)
+        # The state it started from waits for a retry, with the approval given in memory
+        # recorded when the run was claimed.
+        assert [call.decision for call in await RunStateStore.pending_calls(runs.session_id, store)] == [{"approved": True}]
+        assert banker.executed == ["wire_money 5.0"]
+        retried = await run_agent(runs.agent, await runs.load(), Session(runs.session_id, store=store), run_store=runs)
     assert retried.final_output == "Sent 5."
+    assert banker.executed == ["wire_money 5.0"]  # its output was journaled before the model failed: replayed
     assert (await active_row(store, runs.session_id))["status"] == "finished"
+    items = await Session(runs.session_id, store=store).get_items()
+    assert [item.get("type") for item in items].count("function_call_output") == 1
 
 
-async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(target: tuple[str, Store]) -> None:
-    name, store = target
+async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(named_store: tuple[str, Store]) -> None:
+    name, store = named_store
     in_flight, release = threading.Event(), threading.Event()
 
     def hang(request: RecordedRequest) -> Reply:
@@ -261,9 +250,9 @@ async def test_a_run_held_by_a_killed_process_is_taken_once_its_lease_expires(ta
     ids=["string-approved", "extra-field", "string-decision", "array", "string"],
 )
 async def test_a_bad_decision_is_a_typed_error_and_changes_nothing(
-    target: tuple[str, Store], decisions: Any, problem: str
+    named_store: tuple[str, Store], decisions: Any, problem: str
 ) -> None:
-    _, store = target
+    _, store = named_store
     with FakeModelServer([call("wire_money", {"amount": 5})]) as server:
         runs = await paused_run(store, server)
         await store.execute("UPDATE run_states SET decisions = $2::jsonb WHERE run_id = $1 AND active", runs.session_id, json.dumps(decisions))
@@ -278,8 +267,8 @@ async def test_a_bad_decision_is_a_typed_error_and_changes_nothing(
         await RunStateStore.decide(runs.session_id, approve="false", store=store)  # type: ignore[arg-type]
 
 
-async def test_an_interruption_that_is_not_a_tool_call_is_a_typed_error(target: tuple[str, Store]) -> None:
-    _, store = target
+async def test_an_interruption_that_is_not_a_tool_call_is_a_typed_error(named_store: tuple[str, Store]) -> None:
+    _, store = named_store
     with FakeModelServer([call("wire_money", {"amount": 5})]) as server:
         runs = await paused_run(store, server)
     await store.execute(

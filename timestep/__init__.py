@@ -8,6 +8,7 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .advanced_session import AdvancedSession
+    from .journal import tool_call_key
     from .models import MultiModelProvider, MultiModelProviderMap
     from .run_state import RunStateStore
     from .runner import consume_result, run_agent
@@ -23,6 +24,7 @@ __all__ = [
     "consume_result",
     "open_store",
     "run_agent",
+    "tool_call_key",
 ]
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ _LAZY = {
     "Session": "timestep.session",
     "consume_result": "timestep.runner",
     "run_agent": "timestep.runner",
+    "tool_call_key": "timestep.journal",
 }
 
 

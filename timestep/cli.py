@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from . import __version__, run_records
+from .durations import duration_from_text
 from .errors import TimestepError
 from .store import MEMORY_URI, Store, open_store
 from .store.pglite import PGliteStore
@@ -276,19 +277,22 @@ async def _runs_decide(store: Store, args: argparse.Namespace) -> int:
 
 async def _runs_resume(store: Store, args: argparse.Namespace) -> int:
     from .run_state import RunStateStore
-    from .runner import consume_result, run_agent
-    from .session import Session
 
     agent = _import_agent(args.agent)
-    runs = RunStateStore(agent, args.run_id, store=store)
-    state = await runs.load()
-    # Claimed before anything runs: a finished run, or one another process holds, is refused.
-    result = await consume_result(await run_agent(agent, state, Session(args.run_id, store=store), run_store=runs))
+    # Claimed before anything runs (a finished run, or one another process holds, is refused),
+    # then run from its journal: a run whose process died does not do again what it did.
+    result = await RunStateStore(agent, args.run_id, store=store).recover()
     if result.interruptions:
         names = ", ".join(f"{i.raw_item.call_id} ({i.raw_item.name})" for i in result.interruptions)
         print(f"run {args.run_id} paused again, waiting for approval of: {names}")
     else:
         print(f"run {args.run_id} finished: {result.final_output}")
+    return 0
+
+
+async def _runs_prune(store: Store, args: argparse.Namespace) -> int:
+    pruned = await run_records.prune_journals(args.older_than, store)
+    print(f"deleted {pruned} journal step{'' if pruned == 1 else 's'} of finished runs older than {args.older_than}")
     return 0
 
 
@@ -418,6 +422,14 @@ async def _demo(args: argparse.Namespace) -> int:
     return await demo_main(args.uri, args.pglite_path, args.namespace)
 
 
+def _duration(text: str) -> Any:
+    """An argparse type: an age such as 7d (timestep.durations)."""
+    try:
+        return duration_from_text(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive(kind: type[Any]) -> Any:
     """An argparse type: a number of `kind` above zero."""
 
@@ -475,7 +487,7 @@ def _parser() -> argparse.ArgumentParser:
     delete.set_defaults(run=_sessions_delete)
     sessions.add_parser("purge", parents=[common], help="delete every expired session (those created with a ttl)").set_defaults(run=_sessions_purge)
 
-    runs = commands.add_parser("runs", help="list, show, approve, reject or resume saved runs").add_subparsers(dest="action", required=True, metavar="ACTION")
+    runs = commands.add_parser("runs", help="list, show, approve, reject, resume or prune saved runs").add_subparsers(dest="action", required=True, metavar="ACTION")
     run_list = runs.add_parser("list", parents=[common], help="runs with a saved state: status, pending approvals, saved at")
     run_list.add_argument("--limit", type=int, default=None, help="at most this many, newest first (default: all)")
     run_list.set_defaults(run=_runs_list)
@@ -489,10 +501,16 @@ def _parser() -> argparse.ArgumentParser:
         if action == "reject":
             decide.add_argument("--message", help="what the model is told instead of the tool's output")
         decide.set_defaults(run=_runs_decide)
-    run_resume = runs.add_parser("resume", parents=[common], help="load a run, apply decisions, run to the next pause or the end")
+    run_resume = runs.add_parser("resume", parents=[common], help="take a run back (paused with decisions, failed, or left by a process that died) and run it from its journal to the next pause or the end")
     run_resume.add_argument("run_id", help="the run's id")
     run_resume.add_argument("--agent", required=True, help="module:attribute naming the Agent (or a function returning it)")
     run_resume.set_defaults(run=_runs_resume)
+    run_prune = runs.add_parser("prune", parents=[common], help="delete the journals of finished runs older than a given age")
+    run_prune.add_argument(
+        "--older-than", type=_duration, required=True, metavar="AGE",
+        help="an age such as 90s, 30m, 12h, 7d or 2w: journal steps older than this are deleted",
+    )
+    run_prune.set_defaults(run=_runs_prune)
 
     worker = commands.add_parser(
         "worker", parents=[common],

@@ -29,7 +29,7 @@ from .run_state import LOADED_ROW, SDK, SDK_VERSION, RunStateStore
 from .store import Store
 
 _START = "SELECT * FROM timestep_start_run($1, $2, $3, $4, $5, $6, $7)"
-_CLAIM = "SELECT * FROM timestep_claim_run($1, $2, $3, $4)"
+_CLAIM = "SELECT * FROM timestep_claim_run($1, $2, $3, $4, $5::jsonb)"
 _RENEW = "SELECT timestep_renew_run_lease($1, $2, $3)"
 _END = "SELECT timestep_end_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 
@@ -43,17 +43,21 @@ def lease_owner() -> str:
 class RunLease:
     """This process's hold on a run, renewed in the background until `finish` or `fail`."""
 
-    def __init__(self, runs: RunStateStore, store: Store, owner: str) -> None:
+    def __init__(self, runs: RunStateStore, store: Store, owner: str, state_id: int) -> None:
         self.runs = runs
         self.store = store
         self.owner = owner
+        self.state_id = state_id  # the run_states row the run runs from: its journal's segment
+        # Whether the segment may have run before (a journal to replay): not for a run just
+        # started, nor for one claimed from `interrupted` (a pause begins a new segment).
+        self.may_have_journal = True
         self._timer: asyncio.TimerHandle | None = None  # the next renewal, while waiting for it
         self._renewal: asyncio.Task[None] | None = None  # a renewal under way
 
     @classmethod
-    def held(cls, runs: RunStateStore, store: Store, owner: str) -> RunLease:
+    def held(cls, runs: RunStateStore, store: Store, owner: str, state_id: int) -> RunLease:
         """The lease of a run `owner` has already claimed (timestep.worker's bulk claims)."""
-        return cls(runs, store, owner)._renewing()
+        return cls(runs, store, owner, state_id)._renewing()
 
     @classmethod
     async def start(cls, runs: RunStateStore, input: str | list[Any]) -> RunLease:
@@ -66,23 +70,29 @@ class RunLease:
         assert row is not None
         if not row["started"]:
             raise not_resumable(runs.session_id, row["status"], row["lease_owner"], row["lease_expires_at"])
-        return cls(runs, store, owner)._renewing()
+        lease = cls(runs, store, owner, row["id"])
+        lease.may_have_journal = False
+        return lease._renewing()
 
     @classmethod
-    async def claim(cls, runs: RunStateStore, state: RunState[Any]) -> RunLease:
+    async def claim(cls, runs: RunStateStore, state: RunState[Any] | None) -> RunLease:
         """Take the run to resume `state`: only its latest save (the row `load()` read, when it
-        came from there), and only if interrupted, failed, or abandoned (its lease expired)."""
+        came from there), and only if interrupted, failed, or abandoned (its lease expired).
+        With no state, take the run in whichever of those it is (a recovery)."""
         store = await runs.store()
         owner = lease_owner()
-        loaded = getattr(state, LOADED_ROW, None)
-        row = await store.fetchrow(_CLAIM, runs.session_id, loaded, owner, runs.lease_seconds)
+        loaded = None if state is None else getattr(state, LOADED_ROW, None)
+        decided = None if state is None else decisions_on(state)
+        row = await store.fetchrow(_CLAIM, runs.session_id, loaded, owner, runs.lease_seconds, decided)
         assert row is not None
         if not row["claimed"]:
             superseded = loaded is not None and row["active_id"] is not None and row["active_id"] != loaded
             raise not_resumable(
                 runs.session_id, row["status"], row["lease_owner"], row["lease_expires_at"], superseded=superseded
             )
-        return cls(runs, store, owner)._renewing()
+        lease = cls(runs, store, owner, row["active_id"])
+        lease.may_have_journal = row["claimed_from"] != "interrupted"
+        return lease._renewing()
 
     async def finish(self, result: RunResult | RunResultStreaming) -> None:
         """Record how the run came to rest: `interrupted` (its state saved, waiting for
@@ -147,6 +157,25 @@ class RunLease:
             f"{self.runs.lease_seconds:g} s ran out without being renewed): what this run did was not recorded",
             run_id=self.runs.session_id, reason="lost",
         )
+
+
+def decisions_on(state: RunState[Any]) -> Json | None:
+    """The approvals and rejections made on `state`'s pending calls (as `runs approve` records
+    them), or None if there are none: recorded when the run is claimed, so that a recovery of
+    what follows resumes with them too."""
+    decisions: dict[str, Any] = {}
+    context = state._context
+    for item in state.get_interruptions():
+        call_id = getattr(item.raw_item, "call_id", None)
+        if not isinstance(call_id, str) or context is None:
+            continue
+        approved = context.is_tool_approved(item.tool_name or "", call_id)
+        if approved is True:
+            decisions[call_id] = {"approved": True}
+        elif approved is False:
+            message = context.get_rejection_message(item.tool_name or "", call_id, existing_pending=item)
+            decisions[call_id] = {"approved": False, "message": message}
+    return Json(decisions) if decisions else None
 
 
 def _jsonable(output: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Durations given by users: a time to live in seconds or as a timedelta, checked once, here."""
+"""Durations given by users: a time to live in seconds or as a timedelta, or a command line's
+"7d", checked once, here."""
 
 from __future__ import annotations
 
@@ -15,3 +16,21 @@ def ttl_from(ttl: float | dt.timedelta | None) -> dt.timedelta | None:
     if value <= dt.timedelta(0):
         raise ValueError(f"ttl must be positive, not {ttl!r}")
     return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_from_text(text: str) -> dt.timedelta:
+    """A command line's duration: a number with a unit (`90s`, `30m`, `12h`, `7d`, `2w`) or
+    plain seconds; not negative."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], None) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration: give a number and a unit, such as 90s, 30m, 12h, 7d or 2w") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{text!r} is not a duration: it must be a finite time, zero or more")
+    return dt.timedelta(seconds=seconds)

@@ -188,6 +188,11 @@ class InvalidDecision(InvalidRunState):
     (the message names the run and the call); nothing was written or applied."""
 
 
+class InvalidJournal(InvalidRunState):
+    """A durable run's journal holds a step this process cannot replay (written by another
+    version of the Agents SDK, or altered): the run is left as it is."""
+
+
 class RunNotResumable(TimestepError):
     """A durable run cannot be started or resumed by this process, and nothing ran: it is
     finished, another process holds it (`lease_owner` until `lease_expires_at`), or the state

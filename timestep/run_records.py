@@ -34,6 +34,7 @@ _LIST = _RUN + " ORDER BY created_at DESC, run_id LIMIT $1"
 _FIND = _RUN + " AND run_id = $1"
 # Decisions are recorded only on a run waiting for them (or failed while resuming them), and
 # only on the row whose pending calls they were checked against ($3).
+_PRUNE = "SELECT timestep_prune_run_steps($1)"
 _DECIDE = """
     UPDATE run_states SET decisions = decisions || $2
     WHERE run_id = $1 AND id = $3 AND active AND status IN ('interrupted', 'failed')
@@ -111,6 +112,16 @@ async def decide(
             "`timestep runs show` says where it is now", run_id=run_id, reason="superseded",
         )
     return chosen
+
+async def prune_journals(older_than: dt.timedelta, store: Store | None = None) -> int:
+    """Delete the journal steps older than `older_than` of runs that will not replay them (a
+    finished run's, or a segment a later save replaced); return how many were deleted. A
+    running, interrupted or failed run keeps its journal whatever its age."""
+    if not isinstance(older_than, dt.timedelta) or older_than < dt.timedelta(0):
+        raise ValueError(f"older_than must be a timedelta of zero or more, not {older_than!r}")
+    store = await store_or_default(store)
+    return int(await store.fetchval(_PRUNE, older_than))
+
 
 async def find_run(run_id: str, store: Store | None = None) -> SavedRun:
     """One run's active saved state, as `list_runs` reports it."""

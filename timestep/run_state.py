@@ -45,6 +45,8 @@ _SAVE = "SELECT timestep_save_run_state($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 # Fields every schema version the SDK reads has: their absence means a truncated document.
 _CORE_FIELDS = ("$schemaVersion", "current_turn", "current_agent", "original_input", "model_responses", "generated_items", "max_turns")
 _MARK_RESUMED = "UPDATE run_states SET resumed_at = now() WHERE id = $1"
+# A claimed run's active row: new (it has only its input) or saved (its state).
+_INPUT = "SELECT state IS NULL AND state_js IS NULL AS new, input FROM run_states WHERE run_id = $1 AND active"
 
 
 # A durable run (run_agent with a run_store) is held under a lease this long, renewed every
@@ -183,10 +185,40 @@ class RunStateStore:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
+    async def resume_input(self) -> str | list[Any] | RunState[Any]:
+        """What a run this process has claimed goes on from: its input, if it never paused;
+        else its latest saved state, with the decisions recorded for it."""
+        store = await self.store()
+        row = await store.fetchrow(_INPUT, self.session_id)
+        if row is None:
+            raise RunStateNotFound(f"no saved state for run {self.session_id!r}")
+        return row["input"] if row["new"] else await self.load()  # type: ignore[no-any-return]
+
+    async def recover(
+        self,
+        session: Any = None,
+        *,
+        run_config: Any = None,
+        context: Any = None,
+        max_turns: int | None = None,
+        hooks: Any = None,
+    ) -> Any:
+        """Take this run back and run it to its end or next pause, if no process holds it: one
+        whose process died while it ran (its lease expired), one that failed, or one that is
+        interrupted. What its journal holds is replayed, not done again: a model response or
+        tool output of the segment is taken from the journal, and the run goes on live from the
+        first step the journal lacks. `session` is the run's session (default: the Session
+        named by the run id, as `timestep worker` uses). Returns the SDK's `RunResult`; raises
+        `RunNotResumable` if the run is finished or held, and then nothing runs."""
+        from .recovery import recover_run  # it runs agents, which needs the runner: see there
+
+        return await recover_run(self, session, run_config=run_config, context=context, max_turns=max_turns, hooks=hooks)
+
     pending_calls = staticmethod(run_records.pending_calls)
     decide = staticmethod(run_records.decide)
     find_run = staticmethod(run_records.find_run)
     list_runs = staticmethod(run_records.list_runs)
+    prune_journals = staticmethod(run_records.prune_journals)
 
     async def clear(self) -> int:
         """Delete every saved state of this run; return how many there were."""

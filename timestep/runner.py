@@ -13,9 +13,12 @@ from agents.models.multi_provider import MultiProvider
 from agents.run import DEFAULT_MAX_TURNS
 from agents.run_state import RunState
 
+from . import journaled
 from .durable_run import RunLease
+from .journal import ACTIVE, RunJournal
 from .models import MultiModelProvider
 from .run_state import RunStateStore
+from .session import Session
 
 _Result = TypeVar("_Result", RunResult, RunResultStreaming)
 # The attribute run_agent sets on a durable streamed result: its lease, which consume_result ends.
@@ -94,7 +97,9 @@ async def run_held(
     """`run_agent` for a run this process already holds under `lease` (or none): run it, and
     record how it ends (timestep.worker claims its runs in bulk, then runs each through this)."""
     config = _with_routing(run_config)
+    journal = None if lease is None else await _journal(lease, session)
     if stream:
+        journaling = ACTIVE.set(journal)  # the streamed run's task starts in this context
         try:
             streamed = Runner.run_streamed(
                 agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session
@@ -103,12 +108,39 @@ async def run_held(
             if lease is not None:
                 await lease.fail(error)
             raise
+        finally:
+            ACTIVE.reset(journaling)
         if lease is not None:
             setattr(streamed, _LEASE, lease)  # consume_result records how the stream ended
         return streamed
     return await _recorded(
-        lease, Runner.run(agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session)
+        lease,
+        _journaled(journal, Runner.run(agent, input, context=context, max_turns=max_turns, hooks=hooks, run_config=config, session=session)),
     )
+
+
+async def _journal(lease: RunLease, session: SessionProtocol | None) -> RunJournal:
+    """The journal of the segment `lease` holds: empty for a run just started; for a claimed
+    one, what it did before (a recovery replays it), with its session writes undone. A
+    timestep Session on the run's store is journaled with its writes, in one statement each."""
+    journaled.install()
+    run_id = lease.runs.session_id
+    if lease.may_have_journal:
+        journal = await RunJournal.open(lease.store, run_id, lease.state_id, lease.owner)
+    else:
+        journal = RunJournal.new(lease.store, run_id, lease.state_id, lease.owner)
+    if isinstance(session, Session) and type(session).add_items is Session.add_items and await session.store() is lease.store:
+        journal.session = session
+    return journal
+
+
+async def _journaled(journal: RunJournal | None, run: Awaitable[_Result]) -> _Result:
+    """Await `run` with `journal` as the journal of the steps it takes."""
+    journaling = ACTIVE.set(journal)
+    try:
+        return await run
+    finally:
+        ACTIVE.reset(journaling)
 
 
 async def consume_result(result: RunResult | RunResultStreaming) -> RunResult | RunResultStreaming:

@@ -23,6 +23,7 @@ from agents.memory.sqlite_session import _await_mutation  # the SDK's own: mutat
 
 from .durations import ttl_from
 from .errors import InvalidSessionId, InvalidSessionItem
+from .journal import ACTIVE
 from .store import Store
 from .store.adapt import decode_json
 from .store.default import store_or_default
@@ -63,6 +64,37 @@ _ADD_ITEMS = f"""
     SELECT session.session_id, items.item
     FROM session, json_array_elements($2::json) WITH ORDINALITY AS items (item, n)
     ORDER BY items.n
+"""
+# A durable run's session write (timestep.journal): the same, fenced by the run's lease, and
+# journaled by the same statement with the ids of the items it added ($4 the run's row, $5
+# its owner, $6 the write's number, $7 the journal's sequence). Nothing is added, and false
+# returned, once the run is not this owner's.
+_ADD_ITEMS_JOURNALED = f"""
+    WITH held AS (
+        SELECT s.run_id FROM run_states s
+        WHERE s.id = $4 AND s.active AND s.status = 'running' AND s.lease_owner = $5
+        FOR SHARE
+    ),
+    expired AS (
+        DELETE FROM agent_messages WHERE session_id = $1 AND session_id IN ({_EXPIRED}) AND EXISTS (SELECT 1 FROM held)
+    ),
+    session AS ({_UPSERT_SESSION}),
+    {_REFRESH_TTL.format(ttl="$3")},
+    added AS (
+        INSERT INTO agent_messages (session_id, message_data)
+        SELECT session.session_id, items.item
+        FROM session, held, json_array_elements($2::json) WITH ORDINALITY AS items (item, n)
+        ORDER BY items.n
+        RETURNING id
+    ),
+    journaled AS (
+        INSERT INTO run_steps (run_id, state_id, kind, turn, seq, payload)
+        SELECT held.run_id, $4, 'session', $6, $7,
+               json_build_object('session_id', $1::text, 'ids', (SELECT json_agg(id) FROM added))
+        FROM held
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM journaled)
 """
 # Appended to reads of one session ($1): nothing of it is visible once it has expired. A
 # scalar subquery, so PostgreSQL evaluates it once per statement, not once per row.
@@ -221,6 +253,12 @@ class Session(SessionABC):
             return
         payload = _items_json(items)
         store = await self.store()
+        journal = ACTIVE.get()
+        if journal is not None and journal.journals_session(self):  # a durable run's turn
+            params = journal.session_write_params()
+            journaled = await _await_mutation(store.fetchval(_ADD_ITEMS_JOURNALED, self.session_id, payload, self.ttl, *params))
+            journal.session_written(journaled)
+            return
         await _await_mutation(store.execute(_ADD_ITEMS, self.session_id, payload, self.ttl))
 
     # SQLiteSession's own pop_item, which calls _pop_item_with_validation: the SDK's

@@ -66,6 +66,9 @@ class Reply:
     output_tokens: int = 5
     status: int = 200  # an error reply when not 200
     error_message: str = ""
+    # Called in the server's thread once half of a streamed reply's events are sent and
+    # flushed: a crash test's moment to kill the client in the middle of a stream.
+    midway: Callable[[], None] | None = field(default=None, compare=False)
 
 
 def text(content: str, *, input_tokens: int = 10, output_tokens: int = 5, reasoning: str | None = None) -> Reply:
@@ -271,12 +274,12 @@ class _Handler(BaseHTTPRequestHandler):
         if request.api == "responses":
             response = _responses_body(number, request.model, reply)
             if request.stream:
-                return self._send_events(_responses_events(response))
+                return self._send_events(_responses_events(response), reply.midway)
             return self._send_json(200, response)
         completion = _chat_body(number, request.model, reply)
         if request.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return self._send_events(_chat_events(completion, reply, include_usage))
+            return self._send_events(_chat_events(completion, reply, include_usage), reply.midway)
         return self._send_json(200, completion)
 
     # Every response closes its connection: a kept-alive connection would tie the client's
@@ -292,17 +295,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.close_connection = True
 
-    def _send_events(self, events: Iterable[tuple[str | None, dict[str, Any] | str]]) -> None:
+    def _send_events(
+        self, events: Iterable[tuple[str | None, dict[str, Any] | str]], midway: Callable[[], None] | None = None
+    ) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("connection", "close")
         self.end_headers()
-        for name, data in events:
+        listed = list(events)
+        for index, (name, data) in enumerate(listed):
+            if midway is not None and index == len(listed) // 2:
+                midway()
             payload = data if isinstance(data, str) else json.dumps(data)
             prefix = f"event: {name}\n" if name else ""
-            self.wfile.write(f"{prefix}data: {payload}\n\n".encode())
-            self.wfile.flush()
+            try:
+                self.wfile.write(f"{prefix}data: {payload}\n\n".encode())
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the client went away mid-stream
+                break
         self.close_connection = True
 
 

@@ -30,8 +30,7 @@ from .store.default import store_or_default
 
 logger = logging.getLogger("timestep.worker")
 
-_CLAIM_READY = "SELECT run_id FROM timestep_claim_runs($1, $2, $3)"
-_INPUT = "SELECT state IS NULL AND state_js IS NULL AS new, input FROM run_states WHERE run_id = $1 AND active"
+_CLAIM_READY = "SELECT run_id, id FROM timestep_claim_runs($1, $2, $3)"
 CHANNEL = "timestep_runs"  # schema migration 13's trigger notifies it
 
 
@@ -105,7 +104,7 @@ class Worker:
             return 0
         rows = await store.fetch(_CLAIM_READY, self.owner, self.lease_seconds, free)
         for row in rows:
-            task = asyncio.create_task(self._resume(store, row["run_id"]), name=f"timestep worker: run {row['run_id']}")
+            task = asyncio.create_task(self._resume(store, row["run_id"], row["id"]), name=f"timestep worker: run {row['run_id']}")
             self._running.add(task)
             task.add_done_callback(self._done)
         return len(rows)
@@ -115,13 +114,11 @@ class Worker:
         self.finished += 1
         self._wake.set()  # a slot is free
 
-    async def _resume(self, store: Store, run_id: str) -> None:
+    async def _resume(self, store: Store, run_id: str, state_id: int) -> None:
         runs = RunStateStore(self.agent, run_id, store=store, lease_seconds=self.lease_seconds)
-        lease = RunLease.held(runs, store, self.owner)
+        lease = RunLease.held(runs, store, self.owner, state_id)
         try:
-            row = await store.fetchrow(_INPUT, run_id)
-            assert row is not None
-            input = row["input"] if row["new"] else await runs.load()
+            input = await runs.resume_input()
         except Exception as error:  # a state that cannot be resumed here: record why, let go
             await lease.fail(error)
             logger.error("run %s cannot be resumed: %s", run_id, error)

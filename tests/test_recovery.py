@@ -1,0 +1,298 @@
+"""Crash recovery: a durable run killed (SIGKILL) at a step boundary, recovered by another
+process from its journal, ends as an uninterrupted run does: the same model requests, the same
+session, the same output; a tool whose output was journaled ran once, and only a tool that was
+running when the process died runs again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import crashy
+from conftest import child_env
+from timestep.errors import RunNotResumable
+from timestep.run_state import RunStateStore
+from timestep.runner import run_agent
+from timestep.session import Session
+from timestep import open_store
+from timestep.store import Store
+from timestep.store.namespace import drop_namespace
+from timestep.testing import FakeModelServer, RecordedRequest, Reply
+
+pytestmark = pytest.mark.anyio
+
+# A child process on the same store: `start` runs crashy's run on new input, `resume` loads the
+# paused run, approves its calls and resumes it; `worker` recovers what one worker can take.
+# Each durable run is held under a 1-second lease, so that a recovery need not wait long.
+CHILD = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+import crashy
+from timestep import open_store
+from timestep.run_state import RunStateStore
+from timestep.runner import consume_result, run_agent
+from timestep.session import Session
+from timestep.worker import Worker
+
+async def main(target, run_id, action):
+    uri, path = (target, None) if target.startswith("postgresql") else (None, target)
+    async with await open_store(uri, pglite_path=path) as store:
+        agent = crashy.make_agent()
+        if action == "worker":
+            print(json.dumps({"taken": await Worker(agent, store=store).run_once()}), flush=True)
+            return
+        runs = RunStateStore(agent, run_id, store=store, lease_seconds=1)
+        input = "go"
+        if action.startswith("resume"):
+            input = await runs.load()
+            for item in input.get_interruptions():
+                input.approve(item)
+        result = await run_agent(agent, input, Session(run_id, store=store), stream=action.endswith("stream"),
+                                 run_store=runs, hooks=crashy.CrashHooks())
+        result = await consume_result(result)
+        print(json.dumps({"final": result.final_output}), flush=True)
+
+asyncio.run(main(sys.argv[2], sys.argv[3], sys.argv[4]))
+"""
+
+# Where the tests kill the run: after a model response, after a tool's output, inside a tool,
+# and after one of a parallel pair has returned (the other may or may not have).
+CRASH_POINTS = ["llm_end:2", "tool_end:step_a", "tool_body:step_b", "tool_end:pair_c"]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file crashy's tools record their executions in (in children and in this process)."""
+    path = tmp_path / "ledger"
+    monkeypatch.setenv("CRASHY_LEDGER", str(path))
+    monkeypatch.delenv("CRASH_AT", raising=False)
+    return path
+
+
+def child(action: str, name: str, run_id: str, server: FakeModelServer, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(Path(crashy.__file__).parent), name, run_id, action],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(FAKE_MODEL_URL=server.base_url, **env),
+    )
+
+
+def killed(process: subprocess.Popen[str]) -> None:
+    """Wait for a child that must die of SIGKILL at its crash point."""
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL, f"the child was not killed at its crash point: {out}{err}"
+
+
+async def wait_for_lease_to_expire(store: Store, run_id: str) -> None:
+    """The dead process's lease runs out at a known moment: wait for that moment."""
+    expires = await store.fetchval("SELECT lease_expires_at FROM run_states WHERE run_id = $1 AND active", run_id)
+    await store.fetchval("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp())) + 0.05)", expires)
+
+
+async def journaled_calls(store: Store, run_id: str) -> set[str]:
+    """The tool calls whose outputs the run has journaled (in any of its segments)."""
+    rows = await store.fetch("SELECT call_id FROM run_steps WHERE run_id = $1 AND kind = 'tool'", run_id)
+    return {row["call_id"] for row in rows}
+
+
+def without_ids(value: Any) -> Any:
+    """`value` with item ids and the session-derived prompt cache key left out (they differ
+    between two runs by the fake server's request numbers and the session's name)."""
+    if isinstance(value, dict):
+        return {k: without_ids(v) for k, v in value.items() if k not in ("id", "prompt_cache_key", "stream", "stream_options")}
+    if isinstance(value, list):
+        return [without_ids(v) for v in value]
+    return value
+
+
+def bodies(requests: list[RecordedRequest]) -> list[Any]:
+    return [without_ids(request.body) for request in requests]
+
+
+async def uninterrupted(store: Store, ledger: Path) -> tuple[list[Any], list[Any], Any]:
+    """The requests, session and output of crashy's run done in one go (not durable)."""
+    with FakeModelServer([crashy.answer] * 12) as server:
+        session = Session(f"baseline-{uuid.uuid4().hex[:8]}", store=store)
+        result = await run_agent(crashy.make_agent(server.base_url), "go", session)
+        items = await session.get_items()
+    assert crashy.executions(ledger) == ["step_a 1", "step_b 2", "pair_c 3", "pair_d 4"] or sorted(crashy.executions(ledger)) == [
+        "pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
+    ledger.unlink()
+    return bodies(server.requests), without_ids(items), result.final_output
+
+
+async def check_recovery(
+    store: Store, ledger: Path, server: FakeModelServer, run_id: str, baseline: tuple[list[Any], list[Any], Any], *, repeated: int = 0
+) -> None:
+    """Recover the killed run `run_id` and compare it with `baseline`: `repeated` model requests
+    were in flight when the process died, and are made again."""
+    before = crashy.executions(ledger)
+    journaled = await journaled_calls(store, run_id)
+    requests_before = len(server.requests)
+    await wait_for_lease_to_expire(store, run_id)
+    result = await RunStateStore(crashy.make_agent(server.base_url), run_id, store=store).recover()
+    expected_requests, expected_items, expected_output = baseline
+    assert result.final_output == expected_output
+    assert without_ids(await Session(run_id, store=store).get_items()) == expected_items
+    made = bodies(server.requests)
+    assert len(made) == len(expected_requests) + repeated, (requests_before, len(made))
+    assert made[:requests_before - repeated] + made[requests_before:] == expected_requests
+    after = crashy.executions(ledger)
+    call_of = {"step_a": "a1", "step_b": "b2", "pair_c": "c3", "pair_d": "d4"}
+    for tool, call_id in call_of.items():
+        ran_before = sum(line.startswith(tool) for line in before)
+        ran_after = sum(line.startswith(tool) for line in after)
+        if call_id in journaled:
+            assert (ran_before, ran_after) == (1, 1), f"{tool}'s journaled output was not replayed"
+        else:
+            assert ran_after == ran_before + 1, f"{tool} ran {ran_before} times before the crash and {ran_after} after"
+    row = await store.fetchrow("SELECT status, final_output FROM run_states WHERE run_id = $1 AND active", run_id)
+    assert row is not None and (row["status"], row["final_output"]) == ("finished", expected_output)
+    # A call run again had the same idempotency key as the first time; no two calls share one.
+    keys = crashy.call_keys(ledger)
+    assert all(len(tool_keys) == 1 for tool_keys in keys.values()), keys
+    assert len({key for tool_keys in keys.values() for key in tool_keys} - {"None"}) == 4, keys
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+async def test_a_run_killed_at_a_step_boundary_recovers_from_its_journal(
+    named_store: tuple[str, Store], ledger: Path, crash_at: str, stream: bool
+) -> None:
+    name, store = named_store
+    baseline = await uninterrupted(store, ledger)
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([crashy.answer] * 10) as server:
+        killed(child("stream" if stream else "start", name, run_id, server, CRASH_AT=crash_at))
+        await check_recovery(store, ledger, server, run_id, baseline)
+
+
+async def test_a_run_killed_in_the_middle_of_a_streamed_response_recovers(named_store: tuple[str, Store], ledger: Path) -> None:
+    name, store = named_store
+    baseline = await uninterrupted(store, ledger)
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    doomed: list[subprocess.Popen[str]] = []
+
+    def answer(request: RecordedRequest) -> Reply:  # the third response's stream is cut halfway
+        reply = crashy.answer(request)
+        if len(server.requests) == 3:
+            return Reply(calls=reply.calls, midway=lambda: doomed[0].send_signal(signal.SIGKILL))
+        return reply
+
+    with FakeModelServer([answer] * 10) as server:
+        doomed.append(child("stream", name, run_id, server))
+        killed(doomed[0])
+        assert len(server.requests) == 3
+        await check_recovery(store, ledger, server, run_id, baseline, repeated=1)
+
+
+async def test_a_run_killed_after_an_approval_recovers_the_segment_it_resumed(named_store: tuple[str, Store], ledger: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run pauses for step_b's approval (its first segment ends there); resumed, it is
+    killed after pair_c; the recovery replays the resumed segment's journal (step_b's output
+    among it) and leaves the first segment as it was."""
+    name, store = named_store
+    baseline = await uninterrupted(store, ledger)
+    monkeypatch.setenv("CRASHY_APPROVE_B", "1")
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([crashy.answer] * 10) as server:
+        agent = crashy.make_agent(server.base_url)
+        paused = await run_agent(agent, "go", Session(run_id, store=store), run_store=RunStateStore(agent, run_id, store=store))
+        assert [item.raw_item.call_id for item in paused.interruptions] == ["b2"]
+        killed(child("resume", name, run_id, server, CRASH_AT="tool_end:pair_c", CRASHY_APPROVE_B="1"))
+        assert "b2" in await journaled_calls(store, run_id)
+        await check_recovery(store, ledger, server, run_id, baseline)
+
+
+async def test_a_run_killed_after_a_handoff_recovers_with_the_agent_it_handed_off_to(
+    named_store: tuple[str, Store], ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, store = named_store
+    monkeypatch.setenv("CRASHY_TRIAGE", "1")
+    baseline = await uninterrupted(store, ledger)
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([crashy.answer] * 12) as server:
+        killed(child("start", name, run_id, server, CRASH_AT="tool_end:step_b", CRASHY_TRIAGE="1"))
+        await check_recovery(store, ledger, server, run_id, baseline)
+        assert [request.body["instructions"] for request in server.requests].count("route") == 1
+
+
+async def test_two_workers_recover_one_dead_run_once(named_store: tuple[str, Store], ledger: Path) -> None:
+    name, shared = named_store
+    # A namespace of its own: a worker takes every dead run it finds, other tests' too.
+    namespace = f"recovery-{uuid.uuid4().hex[:12]}"
+    store = await (open_store(name, namespace=namespace) if name.startswith("postgresql") else open_store(pglite_path=name, namespace=namespace))
+    try:
+        await two_workers_recover_one_dead_run_once(name, store, namespace, ledger)
+    finally:
+        await store.aclose()
+        await drop_namespace(shared, namespace)
+
+
+async def two_workers_recover_one_dead_run_once(name: str, store: Store, namespace: str, ledger: Path) -> None:
+    baseline = await uninterrupted(store, ledger)
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([crashy.answer] * 10) as server:
+        killed(child("start", name, run_id, server, CRASH_AT="tool_end:step_b", TIMESTEP_NAMESPACE=namespace))
+        await wait_for_lease_to_expire(store, run_id)
+        workers = [child("worker", name, run_id, server, TIMESTEP_NAMESPACE=namespace) for _ in range(2)]
+        taken = []
+        for process in workers:
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err
+            taken.append(json.loads(out.strip().splitlines()[-1])["taken"])
+        assert sorted(taken) == [0, 1]
+        assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
+        assert len(server.requests) == len(baseline[0])
+        with pytest.raises(RunNotResumable):  # finished: nothing to recover
+            await RunStateStore(crashy.make_agent(server.base_url), run_id, store=store).recover()
+    assert without_ids(await Session(run_id, store=store).get_items()) == baseline[1]
+
+
+async def steps_of(store: Store, run_id: str) -> int:
+    return int(await store.fetchval("SELECT count(*) FROM run_steps WHERE run_id = $1", run_id))
+
+
+async def test_prune_deletes_the_journals_no_run_will_replay(named_store: tuple[str, Store], ledger: Path) -> None:
+    name, store = named_store
+    with FakeModelServer([crashy.answer] * 10 + [crashy.answer] * 2) as server:
+        agent = crashy.make_agent(server.base_url)
+        finished, failed = f"prune-{uuid.uuid4().hex[:8]}", f"prune-{uuid.uuid4().hex[:8]}"
+        await run_agent(agent, "go", Session(finished, store=store), run_store=RunStateStore(agent, finished, store=store))
+        # A run that fails after its first turn (max_turns): its journal is what a retry replays.
+        with pytest.raises(Exception):
+            await run_agent(agent, "go", Session(failed, store=store), run_store=RunStateStore(agent, failed, store=store), max_turns=1)
+    assert (await steps_of(store, finished), await steps_of(store, failed)) == (13, 4)
+    assert await RunStateStore.prune_journals(dt.timedelta(days=7), store) == 0  # nothing that old
+    assert (await steps_of(store, finished), await steps_of(store, failed)) == (13, 4)
+    done = subprocess.run(
+        [sys.executable, "-m", "timestep", "runs", "prune", "--older-than", "0s",
+         *(["--uri", name] if name.startswith("postgresql") else ["--pglite-path", name])],
+        capture_output=True, text=True, timeout=300, env=child_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("deleted ") and "journal step" in done.stdout
+    assert (await steps_of(store, finished), await steps_of(store, failed)) == (0, 4)
+    with pytest.raises(ValueError, match="older_than"):
+        await RunStateStore.prune_journals(-dt.timedelta(seconds=1), store)
+
+
+def test_prune_refuses_an_age_it_cannot_read() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "timestep", "runs", "prune", "--uri", "memory://", "--older-than", "7 days"],
+        capture_output=True, text=True, timeout=300, env=child_env(),
+    )
+    assert done.returncode == 2
+    assert "'7 days' is not a duration: give a number and a unit, such as 90s, 30m, 12h, 7d or 2w" in done.stderr
+
+
+def test_tool_call_key_is_none_outside_a_durable_run() -> None:
+    from timestep import tool_call_key
+
+    assert tool_call_key() is None

@@ -1,0 +1,233 @@
+"""A durable run's journal (`run_steps`): each model response, tool output and session write of
+the segment it runs, recorded as it completes, and replayed when the run is recovered.
+
+A segment is the run from one `run_states` row: a start's, or the interrupted (or failed, or
+abandoned) row a claim takes. A process that dies mid-run leaves the segment `running` with
+its journal; whoever claims it next opens the journal, and the run is replayed from the
+segment's beginning: a model response or tool output the journal has is returned from it
+instead of being asked for again, and from the first step it lacks the run goes on live.
+
+Steps are keyed so that replay depends neither on time nor on the order in which parallel
+tools finish: a model response by its number in the segment, a tool output by its call id
+and the number of model responses before it. The run's session is put back as it was when
+the segment began (the items each journaled write added are deleted, in one statement), so
+that the replay, which writes them again, leaves it as an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agents.items import ModelResponse
+from agents.tool import ToolOutputFileContent, ToolOutputImage, ToolOutputText
+from psycopg.types.json import Json
+from pydantic import TypeAdapter, ValidationError
+
+from .errors import InvalidJournal, RunNotResumable
+
+if TYPE_CHECKING:
+    from .store import Store
+
+_STEPS = "SELECT kind, turn, call_id, seq, payload FROM run_steps WHERE state_id = $1"
+# One step, written only while its owner ($2) still holds the run's row (under a share lock of
+# it: a claim by another process waits for this statement, and then this one finds the run not
+# its owner's). A prepared statement: a SQL function doing the same costs half as much again.
+_JOURNAL = """
+    INSERT INTO run_steps (run_id, state_id, kind, turn, call_id, seq, payload)
+    SELECT s.run_id, $1, $3, $4, $5, $6, $7 FROM run_states s
+    WHERE s.id = $1 AND s.active AND s.status = 'running' AND s.lease_owner = $2
+    FOR SHARE
+"""
+# The session writes of a segment undone: their items deleted, and the steps that recorded them.
+_REWIND_SESSION = """
+    WITH undone AS (DELETE FROM run_steps WHERE state_id = $1 AND kind = 'session' RETURNING payload)
+    DELETE FROM agent_messages m USING undone, json_array_elements_text(undone.payload -> 'ids') AS added (id)
+    WHERE m.id = added.id::bigint AND m.session_id = undone.payload ->> 'session_id'
+"""
+
+_RESPONSE = TypeAdapter(ModelResponse)
+_TOOL_OUTPUT = TypeAdapter(ToolOutputText | ToolOutputImage | ToolOutputFileContent)
+
+# The journal of the durable run this code runs in (None outside one, and inside a tool:
+# a tool's own runs are not steps of the run that called it).
+ACTIVE: ContextVar[RunJournal | None] = ContextVar("timestep_run_journal", default=None)
+# The key of the journaled tool call this code runs in (`tool_call_key()`).
+TOOL_CALL: ContextVar[str | None] = ContextVar("timestep_tool_call", default=None)
+
+
+def tool_call_key() -> str | None:
+    """Inside a function tool of a durable run: a key naming this tool call, the same when a
+    recovery runs the call again (a call that was running when its process died has no
+    journaled output, and runs again: at least once). Give it to the service the tool acts on
+    as an idempotency key, so that the second run changes nothing. None outside a durable run."""
+    return TOOL_CALL.get()
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    """A tool call's journaled result: its output, and whether the SDK made it (an error text)."""
+
+    output: Any
+    sdk_generated_error: bool
+
+
+class RunJournal:
+    """The journal of one segment of a durable run, held by `owner`."""
+
+    def __init__(self, store: Store, run_id: str, state_id: int, owner: str, steps: list[dict[str, Any]]) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.state_id = state_id
+        self.owner = owner
+        self.session: Any = None  # the session whose writes are journaled (a timestep Session)
+        self.model_responses = 0  # model responses of the segment so far, replayed or live
+        self.session_writes = 0
+        self.models: dict[int, Any] = {}  # id(model) -> its JournaledModel (timestep.journaled)
+        self._recorded = {(row["kind"], row["turn"], row["call_id"]): row["payload"] for row in steps}
+        self._seq = max((row["seq"] for row in steps), default=0)
+        self.replayed = 0  # steps taken from the journal instead of being run
+
+    @classmethod
+    def new(cls, store: Store, run_id: str, state_id: int, owner: str) -> RunJournal:
+        """The empty journal of a segment that has just begun."""
+        return cls(store, run_id, state_id, owner, [])
+
+    @classmethod
+    async def open(cls, store: Store, run_id: str, state_id: int, owner: str) -> RunJournal:
+        """The journal of a segment that may have run before (a claim): its steps, with the
+        session writes it made undone, so that the replay makes them again."""
+        steps = await store.fetch(_STEPS, state_id)
+        if any(row["kind"] == "session" for row in steps):
+            await store.execute(_REWIND_SESSION, state_id)
+            steps = [row for row in steps if row["kind"] != "session"]
+        return cls(store, run_id, state_id, owner, steps)
+
+    @property
+    def steps(self) -> int:
+        """How many model and tool steps the journal held when it was opened."""
+        return len(self._recorded)
+
+    def journals_session(self, session: Any) -> bool:
+        """Whether `session`'s writes are this run's, journaled with their items."""
+        return session is self.session and session is not None
+
+    # Model responses
+
+    def replay_response(self) -> ModelResponse | None:
+        """The journaled response to the segment's next model call, or None: call the model."""
+        payload = self._recorded.get(("model", self.model_responses, ""))
+        if payload is None:
+            return None
+        try:
+            response = _RESPONSE.validate_python(payload)
+        except ValidationError as exc:
+            raise self._invalid(f"model response {self.model_responses}", exc) from exc
+        self.model_responses += 1
+        self.replayed += 1
+        return response
+
+    async def record_response(self, response: ModelResponse) -> None:
+        """Journal the segment's next model response, as it returns."""
+        payload = _RESPONSE.dump_python(response, mode="json", by_alias=True, exclude_unset=True)
+        payload.pop("raw_usage", None)  # a provider's raw payload: not needed to replay
+        await self._journal("model", self.model_responses, "", payload)
+        self.model_responses += 1
+
+    # Tool outputs
+
+    def replay_tool(self, call_id: str) -> ToolStep | None:
+        """The journaled result of tool call `call_id` of this turn, or None: run the tool."""
+        payload = self._recorded.get(("tool", self.model_responses, call_id))
+        if payload is None:
+            return None
+        self.replayed += 1
+        return ToolStep(_decoded_output(payload, lambda exc: self._invalid(f"tool call {call_id!r}", exc)), bool(payload.get("sdk_error")))
+
+    def tool_key(self, call_id: str) -> str:
+        """A key naming tool call `call_id` of this turn, the same when a recovery runs it again."""
+        return f"{self.run_id}:{self.state_id}:{self.model_responses}:{call_id}"
+
+    async def record_tool(self, call_id: str, turn: int, step: ToolStep) -> None:
+        """Journal a tool call's result, as the tool returns."""
+        payload = _encoded_output(step.output)
+        if step.sdk_generated_error:
+            payload["sdk_error"] = True
+        await self._journal("tool", turn, call_id, payload)
+
+    # Session writes
+
+    def session_write_params(self) -> list[Any]:
+        """The journal's parameters to a journaled session write (Session.add_items), which
+        adds the items and the step recording their ids in one statement."""
+        self._seq += 1
+        return [self.state_id, self.owner, self.session_writes, self._seq]
+
+    def session_written(self, journaled: bool) -> None:
+        """Count a journaled session write; raise if the run was taken meanwhile."""
+        if not journaled:
+            raise self.lost()
+        self.session_writes += 1
+
+    async def _journal(self, kind: str, turn: int, call_id: str, payload: Any) -> None:
+        self._seq += 1
+        journaled = await self.store.execute(
+            _JOURNAL, self.state_id, self.owner, kind, turn, call_id, self._seq, Json(payload)
+        )
+        if not journaled:
+            raise self.lost()
+
+    def lost(self) -> RunNotResumable:
+        return RunNotResumable(
+            f"run {self.run_id!r} was taken from this process while it ran (its lease ran out without "
+            "being renewed): it stops here, and the process that took it goes on from its journal",
+            run_id=self.run_id, reason="lost",
+        )
+
+    def _invalid(self, what: str, exc: Exception) -> InvalidJournal:
+        return InvalidJournal(
+            f"cannot replay run {self.run_id!r}: the journal's {what} (segment {self.state_id}) is not one "
+            f"this version of the Agents SDK reads: {exc}"
+        )
+
+
+def _encoded_output(output: Any) -> dict[str, Any]:
+    """A tool's output as the journal keeps it: a JSON value as is, the SDK's structured outputs
+    (text, image, file) by their fields, anything else by the text the SDK would send the model."""
+    if isinstance(output, (ToolOutputText, ToolOutputImage, ToolOutputFileContent)):
+        return {"tool_output": output.model_dump(mode="json")}
+    if isinstance(output, (list, tuple)) and output and all(
+        isinstance(item, (ToolOutputText, ToolOutputImage, ToolOutputFileContent)) for item in output
+    ):
+        return {"tool_outputs": [item.model_dump(mode="json") for item in output]}
+    if _is_json(output):
+        return {"value": output}
+    return {"text": str(output)}
+
+
+def _decoded_output(payload: Any, invalid: Any) -> Any:
+    try:
+        if "value" in payload:
+            return payload["value"]
+        if "text" in payload:
+            return payload["text"]
+        if "tool_output" in payload:
+            return _TOOL_OUTPUT.validate_python(payload["tool_output"])
+        if "tool_outputs" in payload:
+            return [_TOOL_OUTPUT.validate_python(item) for item in payload["tool_outputs"]]
+    except (TypeError, ValidationError) as exc:
+        raise invalid(exc) from exc
+    raise invalid(ValueError(f"unknown tool output {payload!r:.100}"))
+
+
+def _is_json(value: Any) -> bool:
+    """Whether `value` comes back from JSON as itself (no tuples, no non-string keys)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return not isinstance(value, float) or value == value and value not in (float("inf"), float("-inf"))
+    if type(value) is list:
+        return all(_is_json(item) for item in value)
+    if type(value) is dict:
+        return all(type(key) is str and _is_json(item) for key, item in value.items())
+    return False
+

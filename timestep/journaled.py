@@ -1,0 +1,162 @@
+"""Where a durable run's steps meet the Agents SDK: the model it calls and the tools it runs.
+
+Two functions of the SDK's run loop are wrapped, once per process (`install`), and act only
+inside a durable run (`journal.ACTIVE` set; everywhere else they are the SDK's own):
+
+- `get_model`, which resolves an agent's model each turn, however it is given (a name routed
+  by the run's provider, a `Model` on the agent or in the RunConfig): inside a durable run
+  the model comes wrapped in `JournaledModel`, which journals each response as it returns
+  (`get_response`, and `stream_response` at its completed event) and replays journaled ones.
+- `_invoke_function_tool_with_metadata`, the one place a function tool's `on_invoke_tool` is
+  awaited (with its timeout, for calls run after an approval too): a call whose output the
+  journal has returns it without running; any other runs, then its output is journaled.
+
+Wrapping the SDK's resolution and invocation, rather than copying the user's agents with
+wrapped models and tools, keeps every object the user passed the one the SDK sees (hooks
+compare agents by identity; a RunState loaded with the user's graph holds the user's tools).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import agents
+from agents.items import ModelResponse, TResponseStreamEvent
+from agents.models.interface import Model
+from agents.run_internal import run_loop, tool_execution
+from agents.tool import _FunctionToolInvocationResult
+from agents.usage import Usage, _attach_normalized_usage, _response_usage_to_usage
+from openai.types.responses import Response, ResponseCompletedEvent, ResponseOutputItemDoneEvent, ResponseUsage
+
+from .errors import ConfigurationError
+from .journal import ACTIVE, TOOL_CALL, RunJournal, ToolStep
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Wrap the SDK's model resolution and function-tool invocation (idempotent)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        sdk_get_model = getattr(run_loop, "get_model", None)
+        sdk_invoke = getattr(tool_execution, "_invoke_function_tool_with_metadata", None)
+        if sdk_get_model is None or sdk_invoke is None:
+            raise ConfigurationError(
+                f"durable runs cannot journal steps with openai-agents {agents.__version__}: its run loop "
+                "has no get_model or _invoke_function_tool_with_metadata; install the version timestep "
+                "requires (pip install 'openai-agents>=0.24,<0.25')"
+            )
+        run_loop.get_model = _journaled_get_model(sdk_get_model)  # type: ignore[attr-defined]
+        tool_execution._invoke_function_tool_with_metadata = _journaled_invoke(sdk_invoke)  # type: ignore[attr-defined]
+        _installed = True
+
+
+def _journaled_get_model(sdk_get_model: Any) -> Any:
+    def get_model(agent: Any, run_config: Any) -> Model:
+        model = sdk_get_model(agent, run_config)
+        journal = ACTIVE.get()
+        if journal is None:
+            return model
+        return journal.models.setdefault(id(model), JournaledModel(model, journal))  # type: ignore[no-any-return]
+
+    return get_model
+
+
+def _journaled_invoke(sdk_invoke: Any) -> Any:
+    async def invoke(*, function_tool: Any, context: Any, arguments: str) -> Any:
+        journal = ACTIVE.get()
+        call_id = getattr(context, "tool_call_id", None)
+        if journal is None or not call_id:
+            return await sdk_invoke(function_tool=function_tool, context=context, arguments=arguments)
+        replayed = journal.replay_tool(call_id)
+        if replayed is not None:
+            return _FunctionToolInvocationResult(replayed.output, is_sdk_generated_error=replayed.sdk_generated_error)
+        turn = journal.model_responses
+        outside = ACTIVE.set(None)  # the tool's own runs (an agent as a tool) are not this run's steps
+        key = TOOL_CALL.set(journal.tool_key(call_id))
+        try:
+            result = await sdk_invoke(function_tool=function_tool, context=context, arguments=arguments)
+        finally:
+            TOOL_CALL.reset(key)
+            ACTIVE.reset(outside)
+        await journal.record_tool(call_id, turn, ToolStep(result.output, result.is_sdk_generated_error))
+        return result
+
+    return invoke
+
+
+class JournaledModel(Model):
+    """A model whose responses are journaled as they return, and replayed from the journal."""
+
+    def __init__(self, model: Model, journal: RunJournal) -> None:
+        self.model = model
+        self.journal = journal
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        replayed = self.journal.replay_response()
+        if replayed is not None:
+            return replayed
+        response = await self.model.get_response(*args, **kwargs)
+        await self.journal.record_response(response)
+        return response
+
+    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:  # type: ignore[override]
+        replayed = self.journal.replay_response()
+        if replayed is not None:
+            yield _completed_event(replayed)
+            return
+        done_items: list[Any] = []
+        async for event in self.model.stream_response(*args, **kwargs):
+            if isinstance(event, ResponseOutputItemDoneEvent):
+                done_items.append(event.item)
+            elif isinstance(event, ResponseCompletedEvent):
+                await self.journal.record_response(_streamed_response(event.response, done_items))
+            yield event
+
+    def get_retry_advice(self, request: Any) -> Any:
+        return self.model.get_retry_advice(request)
+
+    async def close(self) -> None:
+        await self.model.close()
+
+    async def _cleanup_on_run_end(self, owner: object) -> None:
+        await self.model._cleanup_on_run_end(owner)
+
+    def __getattr__(self, name: str) -> Any:  # what the SDK asks of a model beyond its interface
+        return getattr(self.model, name)
+
+
+def _streamed_response(response: Response, done_items: list[Any]) -> ModelResponse:
+    """The ModelResponse the SDK makes of a stream's completed event (run_loop does the same)."""
+    return ModelResponse(
+        output=list(response.output) or list(done_items),
+        usage=_response_usage_to_usage(response.usage) if response.usage else Usage(requests=1),
+        response_id=response.id,
+        request_id=getattr(response, "_request_id", None),
+    )
+
+
+def _completed_event(response: ModelResponse) -> ResponseCompletedEvent:
+    """A journaled response as the one event of a replayed stream: the SDK builds the turn from
+    a stream's completed event, with the usage attached to it."""
+    usage = ResponseUsage.model_construct(
+        input_tokens=response.usage.input_tokens,
+        output_tokens=response.usage.output_tokens,
+        total_tokens=response.usage.total_tokens,
+        input_tokens_details=response.usage.input_tokens_details,
+        output_tokens_details=response.usage.output_tokens_details,
+    )
+    _attach_normalized_usage(usage, copy.deepcopy(response.usage))
+    completed = Response.model_construct(
+        id=response.response_id or "", object="response", created_at=0.0, model="", output=list(response.output),
+        parallel_tool_calls=True, tool_choice="auto", tools=[], status="completed", usage=usage,
+    )
+    if response.request_id is not None:
+        object.__setattr__(completed, "_request_id", response.request_id)
+    return ResponseCompletedEvent.model_construct(type="response.completed", response=completed, sequence_number=0)
