@@ -15,17 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents import Agent, GuardrailFunctionOutput, Runner, function_tool, input_guardrail
+from agents.exceptions import ModelBehaviorError
+from pydantic import BaseModel
 
 import crashy
 from conftest import child_env
-from timestep.errors import RunNotResumable
+from timestep.errors import InvalidJournal, RunNotResumable
 from timestep.run_state import RunStateStore
 from timestep.runner import run_agent
 from timestep.session import Session
-from timestep import open_store
+from timestep import open_store, tool_call_key
 from timestep.store import Store
 from timestep.store.namespace import drop_namespace
-from timestep.testing import FakeModelServer, RecordedRequest, Reply
+from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, text
 
 pytestmark = pytest.mark.anyio
 
@@ -293,6 +296,130 @@ def test_prune_refuses_an_age_it_cannot_read() -> None:
 
 
 def test_tool_call_key_is_none_outside_a_durable_run() -> None:
-    from timestep import tool_call_key
-
     assert tool_call_key() is None
+
+
+async def as_if_died(store: Store, run_id: str) -> None:
+    """Put a finished run back as its process would have left it had it died just before the
+    end: running, under a lease that has expired, every step of it in its journal."""
+    await store.execute(
+        "UPDATE run_states SET status = 'running', final_output = NULL, lease_owner = 'died', "
+        "lease_expires_at = now() - interval '1 second' WHERE run_id = $1 AND active", run_id,
+    )
+
+
+class Weather(BaseModel):
+    city: str
+    degrees: int
+
+
+def scripted(request: RecordedRequest) -> Reply:
+    """The model of the tests below, by the agent asking (its instructions)."""
+    instructions = request.body.get("instructions")
+    outputs = [item for item in request.body.get("input", []) if item.get("type") == "function_call_output"]
+    if instructions == "guard":
+        return text("fine")
+    if instructions == "helper":
+        return text("helped") if outputs else call("inner", {})
+    tool = request.body["tools"][0]["name"]
+    return text("done") if outputs else call(tool, {"weather": {"city": "Paris"}, "ask_helper": {"input": "help"}}[tool])
+
+
+async def test_a_tool_with_a_declared_output_type_replays_its_output(named_store: tuple[str, Store]) -> None:
+    _, store = named_store
+    ran: list[str] = []
+
+    @function_tool(output_type=Weather)
+    def weather(city: str) -> Weather:
+        """The weather."""
+        ran.append(city)
+        return Weather(city=city, degrees=20)
+
+    run_id = f"typed-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([scripted] * 4) as server:
+        agent = Agent(name="typed", instructions="main", model=server.responses_model(), tools=[weather])
+        runs = RunStateStore(agent, run_id, store=store)
+        first = await run_agent(agent, "weather?", Session(run_id, store=store), run_store=runs)
+        await as_if_died(store, run_id)
+        recovered = await runs.recover()  # the SDK checks the replayed output against Weather
+        outputs = [item["output"] for item in server.requests[1].body["input"] if item.get("type") == "function_call_output"]
+    assert first.final_output == recovered.final_output == "done"
+    assert outputs == ['{"city":"Paris","degrees":20}']
+    assert ran == ["Paris"]
+    items = await Session(run_id, store=store).get_items()
+    assert [item["output"] for item in items if item.get("type") == "function_call_output"] == outputs
+
+
+async def test_runs_begun_inside_a_durable_run_are_not_its_steps(named_store: tuple[str, Store]) -> None:
+    """A guardrail's run (beside the first model call) and an agent used as a tool run their own
+    model calls: the durable run journals neither, and replays only its own; a tool inside the
+    agent used as a tool has no call key of the outer run's."""
+    _, store = named_store
+    keys: list[str | None] = []
+
+    @function_tool
+    def inner() -> str:
+        """Inner work."""
+        keys.append(tool_call_key())
+        return "inner done"
+
+    with FakeModelServer([scripted] * 12) as server:
+        guard = Agent(name="guard", instructions="guard", model=server.responses_model())
+        helper = Agent(name="helper", instructions="helper", model=server.responses_model(), tools=[inner])
+
+        @input_guardrail
+        async def checked(context: Any, agent: Any, input: Any) -> GuardrailFunctionOutput:
+            verdict = await Runner.run(guard, "is this fine?")
+            return GuardrailFunctionOutput(output_info=verdict.final_output, tripwire_triggered=False)
+
+        agent = Agent(
+            name="main", instructions="main", model=server.responses_model(), input_guardrails=[checked],
+            tools=[helper.as_tool(tool_name="ask_helper", tool_description="Ask the helper.")],
+        )
+        run_id = f"nested-{uuid.uuid4().hex[:8]}"
+        runs = RunStateStore(agent, run_id, store=store)
+        first = await run_agent(agent, "go", Session(run_id, store=store), run_store=runs)
+        kinds = [row["kind"] for row in await store.fetch("SELECT kind FROM run_steps WHERE run_id = $1 AND kind <> 'session' ORDER BY seq", run_id)]
+        assert kinds == ["model", "tool", "model"]  # the main agent's two responses and its one tool call
+        await as_if_died(store, run_id)
+        main_requests = sum(1 for request in server.requests if request.body.get("instructions") == "main")
+        recovered = await runs.recover()
+        assert sum(1 for request in server.requests if request.body.get("instructions") == "main") == main_requests
+    assert first.final_output == recovered.final_output == "done"
+    assert keys == [None]  # the helper's tool ran once (its call was replayed), keyless
+
+
+async def test_a_run_is_recovered_in_the_session_it_wrote_to(named_store: tuple[str, Store], ledger: Path) -> None:
+    _, store = named_store
+    conversation = f"user-{uuid.uuid4().hex[:8]}"
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([crashy.answer] * 10) as server:
+        agent = crashy.make_agent(server.base_url)
+        runs = RunStateStore(agent, run_id, store=store)
+        await run_agent(agent, "go", Session(conversation, store=store), run_store=runs)
+        written = await Session(conversation, store=store).get_items()
+        await as_if_died(store, run_id)
+        with pytest.raises(InvalidJournal, match=f"session {conversation!r}"):  # another session: refused, nothing undone
+            await runs.recover(Session(run_id, store=store))
+        assert await Session(conversation, store=store).get_items() == written
+        await as_if_died(store, run_id)
+        recovered = await runs.recover()  # the session the journal names
+    assert recovered.final_output == "done"
+    assert await Session(conversation, store=store).get_items() == written
+    assert await Session(run_id, store=store).get_items() == []
+
+
+async def test_a_retry_after_a_failure_asks_the_model_again_for_the_response_it_failed_on(named_store: tuple[str, Store]) -> None:
+    _, store = named_store
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([call("no_such_tool", {}), text("done")]) as server:
+        agent = Agent(name="main", instructions="main", model=server.responses_model())
+        runs = RunStateStore(agent, run_id, store=store)
+        with pytest.raises(ModelBehaviorError, match="no_such_tool"):
+            await run_agent(agent, "go", Session(run_id, store=store), run_store=runs)
+        assert (await RunStateStore.find_run(run_id, store)).status == "failed"
+        retried = await runs.recover()
+        assert len(server.requests) == 2
+    assert retried.final_output == "done"
+    kinds = [row["kind"] for row in await store.fetch("SELECT kind FROM run_steps WHERE run_id = $1 AND kind = 'model'", run_id)]
+    assert kinds == ["model"]  # the failed-on response was forgotten, the new one journaled

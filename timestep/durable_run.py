@@ -48,9 +48,10 @@ class RunLease:
         self.store = store
         self.owner = owner
         self.state_id = state_id  # the run_states row the run runs from: its journal's segment
-        # Whether the segment may have run before (a journal to replay): not for a run just
-        # started, nor for one claimed from `interrupted` (a pause begins a new segment).
-        self.may_have_journal = True
+        # What the run was claimed from: None for a run just started (no journal to replay),
+        # "interrupted" (a pause begins a new segment: none either), "failed", "running" (its
+        # process died), or "ready" (a worker's bulk claim: interrupted or running).
+        self.claimed_from: str | None = "ready"
         self._timer: asyncio.TimerHandle | None = None  # the next renewal, while waiting for it
         self._renewal: asyncio.Task[None] | None = None  # a renewal under way
 
@@ -71,7 +72,7 @@ class RunLease:
         if not row["started"]:
             raise not_resumable(runs.session_id, row["status"], row["lease_owner"], row["lease_expires_at"])
         lease = cls(runs, store, owner, row["id"])
-        lease.may_have_journal = False
+        lease.claimed_from = None
         return lease._renewing()
 
     @classmethod
@@ -91,7 +92,7 @@ class RunLease:
                 runs.session_id, row["status"], row["lease_owner"], row["lease_expires_at"], superseded=superseded
             )
         lease = cls(runs, store, owner, row["active_id"])
-        lease.may_have_journal = row["claimed_from"] != "interrupted"
+        lease.claimed_from = row["claimed_from"]
         return lease._renewing()
 
     async def finish(self, result: RunResult | RunResultStreaming) -> None:

@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from .store import Store
 
 _STEPS = "SELECT kind, turn, call_id, seq, payload FROM run_steps WHERE state_id = $1"
+_FORGET_STEP = "DELETE FROM run_steps WHERE state_id = $1 AND kind = $2 AND turn = $3 AND call_id = $4"
+_SESSION_OF = "SELECT payload ->> 'session_id' FROM run_steps WHERE state_id = $1 AND kind = 'session' LIMIT 1"
+# A step already journaled, and whether its segment is still this owner's ($5).
+_JOURNALED = """
+    SELECT j.payload, (s.active AND s.status = 'running' AND s.lease_owner = $5) AS held
+    FROM run_steps j JOIN run_states s ON s.id = j.state_id
+    WHERE j.state_id = $1 AND j.kind = $2 AND j.turn = $3 AND j.call_id = $4
+"""
 # One step, written only while its owner ($2) still holds the run's row (under a share lock of
 # it: a claim by another process waits for this statement, and then this one finds the run not
 # its owner's). A prepared statement: a SQL function doing the same costs half as much again.
@@ -39,6 +47,7 @@ _JOURNAL = """
     SELECT s.run_id, $1, $3, $4, $5, $6, $7 FROM run_states s
     WHERE s.id = $1 AND s.active AND s.status = 'running' AND s.lease_owner = $2
     FOR SHARE
+    ON CONFLICT (state_id, kind, turn, call_id) DO NOTHING
 """
 # The session writes of a segment undone: their items deleted, and the steps that recorded them.
 _REWIND_SESSION = """
@@ -82,6 +91,7 @@ class RunJournal:
         self.state_id = state_id
         self.owner = owner
         self.session: Any = None  # the session whose writes are journaled (a timestep Session)
+        self.entered = False  # set as the run begins: a run begun inside it is not its steps
         self.model_responses = 0  # model responses of the segment so far, replayed or live
         self.session_writes = 0
         self.models: dict[int, Any] = {}  # id(model) -> its JournaledModel (timestep.journaled)
@@ -95,14 +105,36 @@ class RunJournal:
         return cls(store, run_id, state_id, owner, [])
 
     @classmethod
-    async def open(cls, store: Store, run_id: str, state_id: int, owner: str) -> RunJournal:
+    async def open(
+        cls, store: Store, run_id: str, state_id: int, owner: str, *, session_id: str | None, after_failure: bool
+    ) -> RunJournal:
         """The journal of a segment that may have run before (a claim): its steps, with the
-        session writes it made undone, so that the replay makes them again."""
+        session writes it made undone, so that the replay makes them again (in `session_id`,
+        which must be the session they were made in). After a failure, a model response that
+        was the segment's last step is dropped: the run may have failed on it, and a retry
+        asks the model again."""
         steps = await store.fetch(_STEPS, state_id)
-        if any(row["kind"] == "session" for row in steps):
+        written = [row for row in steps if row["kind"] == "session"]
+        if written:
+            journaled_in = {row["payload"].get("session_id") for row in written}
+            if journaled_in != {session_id}:
+                raise InvalidJournal(
+                    f"run {run_id!r} wrote its conversation to session {sorted(journaled_in)[0]!r}, not "
+                    f"{session_id!r}: recover it with that session (Session({sorted(journaled_in)[0]!r}))"
+                )
             await store.execute(_REWIND_SESSION, state_id)
-            steps = [row for row in steps if row["kind"] != "session"]
+        steps = [row for row in steps if row["kind"] != "session"]
+        if after_failure and steps:
+            last = max(steps, key=lambda row: row["seq"])
+            if last["kind"] == "model":
+                await store.execute(_FORGET_STEP, state_id, "model", last["turn"], "")
+                steps.remove(last)
         return cls(store, run_id, state_id, owner, steps)
+
+    @staticmethod
+    async def session_of(store: Store, state_id: int) -> str | None:
+        """The session the segment wrote its conversation to, if it wrote any."""
+        return await store.fetchval(_SESSION_OF, state_id)  # type: ignore[no-any-return]
 
     @property
     def steps(self) -> int:
@@ -120,41 +152,57 @@ class RunJournal:
         payload = self._recorded.get(("model", self.model_responses, ""))
         if payload is None:
             return None
-        try:
-            response = _RESPONSE.validate_python(payload)
-        except ValidationError as exc:
-            raise self._invalid(f"model response {self.model_responses}", exc) from exc
+        response = self._response(payload)
         self.model_responses += 1
         self.replayed += 1
         return response
 
-    async def record_response(self, response: ModelResponse) -> None:
-        """Journal the segment's next model response, as it returns."""
+    async def record_response(self, response: ModelResponse) -> ModelResponse:
+        """Journal the segment's next model response, as it returns; return the response the
+        run goes on with: this one, or the one an earlier attempt of the same call journaled
+        (its write was committed, then cancelled by the SDK's timeout, and the call retried)."""
         payload = _RESPONSE.dump_python(response, mode="json", by_alias=True, exclude_unset=True)
         payload.pop("raw_usage", None)  # a provider's raw payload: not needed to replay
-        await self._journal("model", self.model_responses, "", payload)
+        journaled = await self._journal("model", self.model_responses, "", payload)
+        if journaled is not None:
+            response = self._response(journaled)
         self.model_responses += 1
+        return response
+
+    def _response(self, payload: Any) -> ModelResponse:
+        try:
+            return _RESPONSE.validate_python(payload)
+        except ValidationError as exc:
+            raise self._invalid(f"model response {self.model_responses}", exc) from exc
 
     # Tool outputs
 
-    def replay_tool(self, call_id: str) -> ToolStep | None:
-        """The journaled result of tool call `call_id` of this turn, or None: run the tool."""
+    def replay_tool(self, call_id: str, tool: Any) -> ToolStep | None:
+        """The journaled result of call `call_id` of `tool` in this turn, or None: run it."""
         payload = self._recorded.get(("tool", self.model_responses, call_id))
         if payload is None:
             return None
         self.replayed += 1
-        return ToolStep(_decoded_output(payload, lambda exc: self._invalid(f"tool call {call_id!r}", exc)), bool(payload.get("sdk_error")))
+        return self._tool_step(call_id, tool, payload)
 
     def tool_key(self, call_id: str) -> str:
         """A key naming tool call `call_id` of this turn, the same when a recovery runs it again."""
         return f"{self.run_id}:{self.state_id}:{self.model_responses}:{call_id}"
 
-    async def record_tool(self, call_id: str, turn: int, step: ToolStep) -> None:
-        """Journal a tool call's result, as the tool returns."""
-        payload = _encoded_output(step.output)
+    async def record_tool(self, call_id: str, turn: int, tool: Any, step: ToolStep) -> ToolStep:
+        """Journal a tool call's result, as the tool returns; return the result the run goes
+        on with (this one, unless the call's result was journaled already)."""
+        payload = _encoded_output(step.output, getattr(tool, "_output_type_adapter", None))
         if step.sdk_generated_error:
             payload["sdk_error"] = True
-        await self._journal("tool", turn, call_id, payload)
+        journaled = await self._journal("tool", turn, call_id, payload)
+        return step if journaled is None else self._tool_step(call_id, tool, journaled)
+
+    def _tool_step(self, call_id: str, tool: Any, payload: Any) -> ToolStep:
+        output = _decoded_output(
+            payload, getattr(tool, "_output_type_adapter", None), lambda exc: self._invalid(f"tool call {call_id!r}", exc)
+        )
+        return ToolStep(output, bool(payload.get("sdk_error")))
 
     # Session writes
 
@@ -170,13 +218,15 @@ class RunJournal:
             raise self.lost()
         self.session_writes += 1
 
-    async def _journal(self, kind: str, turn: int, call_id: str, payload: Any) -> None:
+    async def _journal(self, kind: str, turn: int, call_id: str, payload: Any) -> Any:
+        """Write a step; return None, or the payload already journaled for it."""
         self._seq += 1
-        journaled = await self.store.execute(
-            _JOURNAL, self.state_id, self.owner, kind, turn, call_id, self._seq, Json(payload)
-        )
-        if not journaled:
+        if await self.store.execute(_JOURNAL, self.state_id, self.owner, kind, turn, call_id, self._seq, Json(payload)):
+            return None
+        row = await self.store.fetchrow(_JOURNALED, self.state_id, kind, turn, call_id, self.owner)
+        if row is None or not row["held"]:
             raise self.lost()
+        return row["payload"]
 
     def lost(self) -> RunNotResumable:
         return RunNotResumable(
@@ -192,9 +242,15 @@ class RunJournal:
         )
 
 
-def _encoded_output(output: Any) -> dict[str, Any]:
-    """A tool's output as the journal keeps it: a JSON value as is, the SDK's structured outputs
-    (text, image, file) by their fields, anything else by the text the SDK would send the model."""
+def _encoded_output(output: Any, adapter: Any) -> dict[str, Any]:
+    """A tool's output as the journal keeps it: a JSON value as is, an output of the tool's
+    declared type by its JSON form, the SDK's structured outputs (text, image, file) by their
+    fields, anything else by the text the SDK would send the model."""
+    if adapter is not None and not isinstance(output, str):
+        try:
+            return {"typed": adapter.dump_python(output, mode="json", by_alias=True)}
+        except (TypeError, ValueError):
+            pass  # not of its declared type: the SDK refuses it; journaled as it is
     if isinstance(output, (ToolOutputText, ToolOutputImage, ToolOutputFileContent)):
         return {"tool_output": output.model_dump(mode="json")}
     if isinstance(output, (list, tuple)) and output and all(
@@ -206,8 +262,12 @@ def _encoded_output(output: Any) -> dict[str, Any]:
     return {"text": str(output)}
 
 
-def _decoded_output(payload: Any, invalid: Any) -> Any:
+def _decoded_output(payload: Any, adapter: Any, invalid: Any) -> Any:
     try:
+        if "typed" in payload:
+            if adapter is None:
+                raise TypeError("the tool no longer declares an output type")
+            return adapter.validate_python(payload["typed"])
         if "value" in payload:
             return payload["value"]
         if "text" in payload:

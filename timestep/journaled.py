@@ -1,7 +1,9 @@
 """Where a durable run's steps meet the Agents SDK: the model it calls and the tools it runs.
 
 Two functions of the SDK's run loop are wrapped, once per process (`install`), and act only
-inside a durable run (`journal.ACTIVE` set; everywhere else they are the SDK's own):
+inside a durable run (`journal.ACTIVE` set; everywhere else they are the SDK's own). So are the
+runner's `run` and `run_streamed`, so that a run begun inside a durable one (by a guardrail, a
+hook, or an agent used as a tool) is not journaled as its steps:
 
 - `get_model`, which resolves an agent's model each turn, however it is given (a name routed
   by the run's provider, a `Model` on the agent or in the RunConfig): inside a durable run
@@ -25,7 +27,9 @@ from typing import Any
 
 import agents
 from agents.items import ModelResponse, TResponseStreamEvent
+from agents.agent_tool_state import get_agent_tool_state_scope, peek_agent_tool_run_result
 from agents.models.interface import Model
+from agents.run import AgentRunner
 from agents.run_internal import run_loop, tool_execution
 from agents.tool import _FunctionToolInvocationResult
 from agents.usage import Usage, _attach_normalized_usage, _response_usage_to_usage
@@ -54,7 +58,48 @@ def install() -> None:
             )
         run_loop.get_model = _journaled_get_model(sdk_get_model)  # type: ignore[attr-defined]
         tool_execution._invoke_function_tool_with_metadata = _journaled_invoke(sdk_invoke)  # type: ignore[attr-defined]
+        AgentRunner.run = _outermost_run(AgentRunner.run)  # type: ignore[method-assign]
+        AgentRunner.run_streamed = _outermost_run_streamed(AgentRunner.run_streamed)  # type: ignore[method-assign]
         _installed = True
+
+
+def _nested(journal: RunJournal | None) -> bool:
+    """Whether a run beginning here runs inside another (a guardrail's or a hook's run, or an
+    agent as a tool): it is none of the outer run's steps, and its tools get no call keys."""
+    if journal is None:
+        return TOOL_CALL.get() is not None
+    if not journal.entered:
+        journal.entered = True  # the durable run itself, beginning
+        return False
+    return True
+
+
+def _outermost_run(sdk_run: Any) -> Any:
+    async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _nested(ACTIVE.get()):
+            return await sdk_run(self, *args, **kwargs)
+        outside, key = ACTIVE.set(None), TOOL_CALL.set(None)
+        try:
+            return await sdk_run(self, *args, **kwargs)
+        finally:
+            TOOL_CALL.reset(key)
+            ACTIVE.reset(outside)
+
+    return run
+
+
+def _outermost_run_streamed(sdk_run_streamed: Any) -> Any:
+    def run_streamed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _nested(ACTIVE.get()):
+            return sdk_run_streamed(self, *args, **kwargs)
+        outside, key = ACTIVE.set(None), TOOL_CALL.set(None)  # its task starts in this context
+        try:
+            return sdk_run_streamed(self, *args, **kwargs)
+        finally:
+            TOOL_CALL.reset(key)
+            ACTIVE.reset(outside)
+
+    return run_streamed
 
 
 def _journaled_get_model(sdk_get_model: Any) -> Any:
@@ -74,7 +119,7 @@ def _journaled_invoke(sdk_invoke: Any) -> Any:
         call_id = getattr(context, "tool_call_id", None)
         if journal is None or not call_id:
             return await sdk_invoke(function_tool=function_tool, context=context, arguments=arguments)
-        replayed = journal.replay_tool(call_id)
+        replayed = journal.replay_tool(call_id, function_tool)
         if replayed is not None:
             return _FunctionToolInvocationResult(replayed.output, is_sdk_generated_error=replayed.sdk_generated_error)
         turn = journal.model_responses
@@ -85,8 +130,10 @@ def _journaled_invoke(sdk_invoke: Any) -> Any:
         finally:
             TOOL_CALL.reset(key)
             ACTIVE.reset(outside)
-        await journal.record_tool(call_id, turn, ToolStep(result.output, result.is_sdk_generated_error))
-        return result
+        if _paused_inside(context):  # an agent as a tool, waiting for an approval: not a result
+            return result
+        step = await journal.record_tool(call_id, turn, function_tool, ToolStep(result.output, result.is_sdk_generated_error))
+        return _FunctionToolInvocationResult(step.output, is_sdk_generated_error=step.sdk_generated_error)
 
     return invoke
 
@@ -103,8 +150,7 @@ class JournaledModel(Model):
         if replayed is not None:
             return replayed
         response = await self.model.get_response(*args, **kwargs)
-        await self.journal.record_response(response)
-        return response
+        return await self.journal.record_response(response)
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:  # type: ignore[override]
         replayed = self.journal.replay_response()
@@ -116,7 +162,10 @@ class JournaledModel(Model):
             if isinstance(event, ResponseOutputItemDoneEvent):
                 done_items.append(event.item)
             elif isinstance(event, ResponseCompletedEvent):
-                await self.journal.record_response(_streamed_response(event.response, done_items))
+                streamed = _streamed_response(event.response, done_items)
+                journaled = await self.journal.record_response(streamed)
+                if journaled is not streamed:  # an earlier attempt's, journaled first: the run goes on with it
+                    event = _completed_event(journaled)
             yield event
 
     def get_retry_advice(self, request: Any) -> Any:
@@ -130,6 +179,16 @@ class JournaledModel(Model):
 
     def __getattr__(self, name: str) -> Any:  # what the SDK asks of a model beyond its interface
         return getattr(self.model, name)
+
+
+def _paused_inside(context: Any) -> bool:
+    """Whether the call was an agent as a tool whose run paused for an approval (the SDK keeps
+    that run to resume it; its output is not the call's result)."""
+    tool_call = getattr(context, "tool_call", None)
+    if tool_call is None:
+        return False
+    nested = peek_agent_tool_run_result(tool_call, scope_id=get_agent_tool_state_scope(context))
+    return bool(getattr(nested, "interruptions", None))
 
 
 def _streamed_response(response: Response, done_items: list[Any]) -> ModelResponse:

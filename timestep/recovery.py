@@ -12,6 +12,7 @@ from agents import RunResult
 from agents.run import DEFAULT_MAX_TURNS
 
 from .durable_run import RunLease
+from .journal import RunJournal
 from .run_state import RunStateStore
 from .runner import run_held
 from .session import Session
@@ -35,10 +36,17 @@ async def recover_run(
         await lease.fail(error)
         raise
     if session is None:
-        session = Session(runs.session_id, store=lease.store)
+        session = await journaled_session(lease)
     result = await run_held(
         runs.agent, input, session, False, lease, run_config=run_config, context=context,
         max_turns=DEFAULT_MAX_TURNS if max_turns is None else max_turns, hooks=hooks,
     )
     assert isinstance(result, RunResult)
     return result
+
+
+async def journaled_session(lease: RunLease) -> Session:
+    """The session a recovered run goes on in: the one its journal says it wrote to, else the
+    session named by its run id (as the README's runs are)."""
+    session_id = await RunJournal.session_of(lease.store, lease.state_id)
+    return Session(session_id or lease.runs.session_id, store=lease.store)

@@ -207,8 +207,8 @@ class RunStateStore:
         whose process died while it ran (its lease expired), one that failed, or one that is
         interrupted. What its journal holds is replayed, not done again: a model response or
         tool output of the segment is taken from the journal, and the run goes on live from the
-        first step the journal lacks. `session` is the run's session (default: the Session
-        named by the run id, as `timestep worker` uses). Returns the SDK's `RunResult`; raises
+        first step the journal lacks. `session` is the run's session (default: the Session its
+        journal says it wrote to, else the one named by the run id, as `timestep worker` does). Returns the SDK's `RunResult`; raises
         `RunNotResumable` if the run is finished or held, and then nothing runs."""
         from .recovery import recover_run  # it runs agents, which needs the runner: see there
 

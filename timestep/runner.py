@@ -97,7 +97,13 @@ async def run_held(
     """`run_agent` for a run this process already holds under `lease` (or none): run it, and
     record how it ends (timestep.worker claims its runs in bulk, then runs each through this)."""
     config = _with_routing(run_config)
-    journal = None if lease is None else await _journal(lease, session)
+    journal = None
+    if lease is not None:
+        try:
+            journal = await _journal(lease, session)
+        except BaseException as error:
+            await lease.fail(error)
+            raise
     if stream:
         journaling = ACTIVE.set(journal)  # the streamed run's task starts in this context
         try:
@@ -125,8 +131,11 @@ async def _journal(lease: RunLease, session: SessionProtocol | None) -> RunJourn
     timestep Session on the run's store is journaled with its writes, in one statement each."""
     journaled.install()
     run_id = lease.runs.session_id
-    if lease.may_have_journal:
-        journal = await RunJournal.open(lease.store, run_id, lease.state_id, lease.owner)
+    if lease.claimed_from not in (None, "interrupted"):
+        journal = await RunJournal.open(
+            lease.store, run_id, lease.state_id, lease.owner,
+            session_id=getattr(session, "session_id", None), after_failure=lease.claimed_from == "failed",
+        )
     else:
         journal = RunJournal.new(lease.store, run_id, lease.state_id, lease.owner)
     if isinstance(session, Session) and type(session).add_items is Session.add_items and await session.store() is lease.store:

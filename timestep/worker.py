@@ -7,8 +7,9 @@ FOR UPDATE SKIP LOCKED: two workers never take one run), resumes each with the a
 was given, and records how each ends, as `run_agent(..., run_store=...)` does. On PostgreSQL it
 waits for a decision's notification; on PGlite it looks again every `poll_seconds`.
 
-A run resumes with the session named by its run id (`Session(run_id)`), as `timestep runs
-resume` does: the README's runs use their session's id as the run id.
+A run resumes with the session its journal says it wrote to, else the one named by its run id
+(`Session(run_id)`), as `timestep runs resume` does: the README's runs use their session's id
+as the run id.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 from agents import Agent
 
 from .durable_run import RunLease, lease_owner
+from .recovery import journaled_session
 from .run_state import LEASE_SECONDS, RunStateStore
 from .runner import run_held
-from .session import Session
 from .store import Store
 from .store.default import store_or_default
 
@@ -119,12 +120,13 @@ class Worker:
         lease = RunLease.held(runs, store, self.owner, state_id)
         try:
             input = await runs.resume_input()
+            session = await journaled_session(lease)
         except Exception as error:  # a state that cannot be resumed here: record why, let go
             await lease.fail(error)
             logger.error("run %s cannot be resumed: %s", run_id, error)
             return
         try:
-            await run_held(self.agent, input, Session(run_id, store=store), False, lease)
+            await run_held(self.agent, input, session, False, lease)
         except Exception as error:  # recorded as failed by run_held; the worker goes on
             logger.error("run %s failed: %s: %s", run_id, type(error).__name__, error)
 
