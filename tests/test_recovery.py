@@ -423,3 +423,34 @@ async def test_a_retry_after_a_failure_asks_the_model_again_for_the_response_it_
     assert retried.final_output == "done"
     kinds = [row["kind"] for row in await store.fetch("SELECT kind FROM run_steps WHERE run_id = $1 AND kind = 'model'", run_id)]
     assert kinds == ["model"]  # the failed-on response was forgotten, the new one journaled
+
+
+async def test_an_approval_for_every_call_of_a_tool_survives_a_recovery(named_store: tuple[str, Store]) -> None:
+    """Approved with always_approve in the resuming process: the tool's next call runs without a
+    pause; recovered, the run replays both calls and neither pauses nor runs again."""
+    _, store = named_store
+    paid: list[int] = []
+
+    @function_tool(needs_approval=True)
+    def pay(n: int) -> str:
+        """Pay."""
+        paid.append(n)
+        return f"paid {n}"
+
+    def payer(request: RecordedRequest) -> Reply:
+        outputs = [item for item in request.body.get("input", []) if item.get("type") == "function_call_output"]
+        return text("done") if len(outputs) == 2 else call("pay", {"n": len(outputs) + 1}, call_id=f"p{len(outputs) + 1}")
+
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([payer] * 8) as server:
+        agent = Agent(name="payer", instructions="pay", model=server.responses_model(), tools=[pay])
+        runs = RunStateStore(agent, run_id, store=store)
+        paused = await run_agent(agent, "pay twice", Session(run_id, store=store), run_store=runs)
+        assert [item.raw_item.call_id for item in paused.interruptions] == ["p1"]
+        state = await runs.load()
+        state.approve(state.get_interruptions()[0], always_approve=True)
+        finished = await run_agent(agent, state, Session(run_id, store=store), run_store=runs)
+        assert (finished.final_output, paid) == ("done", [1, 2])
+        await as_if_died(store, run_id)
+        recovered = await runs.recover()
+    assert (recovered.final_output, recovered.interruptions, paid) == ("done", [], [1, 2])

@@ -29,7 +29,7 @@ from .run_state import LOADED_ROW, SDK, SDK_VERSION, RunStateStore
 from .store import Store
 
 _START = "SELECT * FROM timestep_start_run($1, $2, $3, $4, $5, $6, $7)"
-_CLAIM = "SELECT * FROM timestep_claim_run($1, $2, $3, $4, $5::jsonb)"
+_CLAIM = "SELECT * FROM timestep_claim_run($1, $2, $3, $4, $5::jsonb, $6, $7, $8)"
 _RENEW = "SELECT timestep_renew_run_lease($1, $2, $3)"
 _END = "SELECT timestep_end_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 
@@ -84,7 +84,13 @@ class RunLease:
         owner = lease_owner()
         loaded = None if state is None else getattr(state, LOADED_ROW, None)
         decided = None if state is None else decisions_on(state)
-        row = await store.fetchrow(_CLAIM, runs.session_id, loaded, owner, runs.lease_seconds, decided)
+        # An approval or rejection for every later call of a tool lives only in the state: the
+        # state is recorded with the claim, so that a recovery resumes with it.
+        encoded = runs.encode(state) if state is not None and has_standing_decisions(state) else None
+        row = await store.fetchrow(
+            _CLAIM, runs.session_id, loaded, owner, runs.lease_seconds, decided,
+            *((encoded.state, encoded.state_js, encoded.conversion_error) if encoded else (None, None, None)),
+        )
         assert row is not None
         if not row["claimed"]:
             superseded = loaded is not None and row["active_id"] is not None and row["active_id"] != loaded
@@ -177,6 +183,13 @@ def decisions_on(state: RunState[Any]) -> Json | None:
             message = context.get_rejection_message(item.tool_name or "", call_id, existing_pending=item)
             decisions[call_id] = {"approved": False, "message": message}
     return Json(decisions) if decisions else None
+
+
+def has_standing_decisions(state: RunState[Any]) -> bool:
+    """Whether `state` holds an approval or rejection of every call of some tool
+    (`approve(item, always_approve=True)`, `reject(item, always_reject=True)`)."""
+    approvals = getattr(state._context, "_approvals", None) or {}
+    return any(record.approved is True or record.rejected is True for record in approvals.values())
 
 
 def _jsonable(output: Any) -> Any:

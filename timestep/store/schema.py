@@ -582,11 +582,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         -- (p_decisions, as `timestep runs approve` records them, when the row lacks them): a
         -- recovery of the segment then resumes with the same approvals. And it says which
         -- status the run was claimed from: a segment claimed from `interrupted` has no journal
-        -- yet. Callers that pass no decisions (js/index.mjs) are unchanged.
+        -- yet. With p_state, the state being resumed replaces the row's (its approvals for
+        -- every later call of a tool, which decisions per call cannot hold). Callers that pass
+        -- neither (js/index.mjs) are unchanged.
         DROP FUNCTION timestep_claim_run(text, bigint, text, double precision);
         CREATE FUNCTION timestep_claim_run(
             p_run_id text, p_row_id bigint, p_owner text, p_lease_seconds double precision,
-            p_decisions jsonb DEFAULT NULL)
+            p_decisions jsonb DEFAULT NULL, p_state json DEFAULT NULL, p_state_js json DEFAULT NULL,
+            p_conversion_error text DEFAULT NULL)
         RETURNS TABLE (claimed boolean, active_id bigint, status text, lease_owner text, lease_expires_at timestamptz,
                        claimed_from text)
         LANGUAGE plpgsql AS $fn$
@@ -607,6 +610,10 @@ MIGRATIONS: list[tuple[int, str]] = [
                 WHERE s.id = r.id;
                 IF p_decisions IS NOT NULL AND NOT (jsonb_typeof(r.decisions) = 'object' AND r.decisions @> p_decisions) THEN
                     UPDATE run_states s SET decisions = s.decisions || p_decisions WHERE s.id = r.id;
+                END IF;
+                IF p_state IS NOT NULL THEN
+                    UPDATE run_states s SET state = p_state, state_js = p_state_js, conversion_error = p_conversion_error
+                    WHERE s.id = r.id;
                 END IF;
                 RETURN QUERY SELECT true, r.id, 'running'::text, p_owner,
                     clock_timestamp() + make_interval(secs => p_lease_seconds), r.status;
