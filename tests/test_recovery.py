@@ -50,7 +50,7 @@ async def main(target, run_id, action):
     async with await open_store(uri, pglite_path=path) as store:
         agent = crashy.make_agent()
         if action == "worker":
-            print(json.dumps({"taken": await Worker(agent, store=store).run_once()}), flush=True)
+            print(json.dumps({"taken": await Worker(agent, store=store, lease_seconds=1).run_once()}), flush=True)
             return
         runs = RunStateStore(agent, run_id, store=store, lease_seconds=1)
         input = "go"
@@ -256,6 +256,39 @@ async def two_workers_recover_one_dead_run_once(name: str, store: Store, namespa
         with pytest.raises(RunNotResumable):  # finished: nothing to recover
             await RunStateStore(crashy.make_agent(server.base_url), run_id, store=store).recover()
     assert without_ids(await Session(run_id, store=store).get_items()) == baseline[1]
+
+
+async def test_a_worker_killed_inside_a_tool_is_recovered_by_another(named_store: tuple[str, Store], ledger: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run paused for step_b, approved through the store; a worker takes it and dies inside
+    pair_c; another worker finishes it: pair_c runs again (it had no journaled output), no other
+    tool does, and the run ends as an uninterrupted one."""
+    name, shared = named_store
+    namespace = f"recovery-{uuid.uuid4().hex[:12]}"
+    store = await (open_store(name, namespace=namespace) if name.startswith("postgresql") else open_store(pglite_path=name, namespace=namespace))
+    try:
+        baseline = await uninterrupted(store, ledger)
+        monkeypatch.setenv("CRASHY_APPROVE_B", "1")
+        run_id = f"crash-{uuid.uuid4().hex[:8]}"
+        with FakeModelServer([crashy.answer] * 12) as server:
+            agent = crashy.make_agent(server.base_url)
+            await run_agent(agent, "go", Session(run_id, store=store), run_store=RunStateStore(agent, run_id, store=store))
+            await RunStateStore.decide(run_id, approve=True, store=store)
+            env = {"TIMESTEP_NAMESPACE": namespace, "CRASHY_APPROVE_B": "1"}
+            killed(child("worker", name, run_id, server, CRASH_AT="tool_body:pair_c", **env))
+            before, journaled = crashy.executions(ledger), await journaled_calls(store, run_id)
+            assert {"a1", "b2"} <= journaled and "c3" not in journaled
+            await wait_for_lease_to_expire(store, run_id)
+            out, err = child("worker", name, run_id, server, **env).communicate(timeout=300)
+            assert json.loads(out.strip().splitlines()[-1]) == {"taken": 1}, err
+            assert len(server.requests) == len(baseline[0])
+        again = ["pair_c 3"] + ([] if "d4" in journaled else ["pair_d 4"])  # pair_d ran beside it, journaled or not
+        assert sorted(crashy.executions(ledger)) == sorted(before + again)
+        assert len(crashy.call_keys(ledger)["pair_c"]) == 1  # the same key both times
+        assert without_ids(await Session(run_id, store=store).get_items()) == baseline[1]
+        assert (await RunStateStore.find_run(run_id, store)).status == "finished"
+    finally:
+        await store.aclose()
+        await drop_namespace(shared, namespace)
 
 
 async def steps_of(store: Store, run_id: str) -> int:
