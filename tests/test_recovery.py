@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent, GuardrailFunctionOutput, Runner, function_tool, input_guardrail
+from agents import Agent, GuardrailFunctionOutput, RunHooks, Runner, function_tool, input_guardrail
 from agents.exceptions import ModelBehaviorError
 from pydantic import BaseModel
 
@@ -487,3 +487,58 @@ async def test_an_approval_for_every_call_of_a_tool_survives_a_recovery(named_st
         await as_if_died(store, run_id)
         recovered = await runs.recover()
     assert (recovered.final_output, recovered.interruptions, paid) == ("done", [], [1, 2])
+
+
+async def test_a_run_taken_from_its_process_journals_nothing_more(named_store: tuple[str, Store]) -> None:
+    """Another process claims the run while a tool runs (here: its lease is given to another
+    owner): the tool's output is not journaled, the turn's items are not written, and the run
+    stops with RunNotResumable ("lost"), leaving the row to the new owner."""
+    _, store = named_store
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+
+    @function_tool
+    async def slow() -> str:
+        """Work while the run is taken."""
+        await store.execute("UPDATE run_states SET lease_owner = 'thief' WHERE run_id = $1 AND active", run_id)
+        return "done slowly"
+
+    with FakeModelServer([call("slow", {}), text("done")]) as server:
+        agent = Agent(name="main", instructions="main", model=server.responses_model(), tools=[slow])
+        session = Session(run_id, store=store)
+        with pytest.raises(RunNotResumable) as lost:
+            await run_agent(agent, "go", session, run_store=RunStateStore(agent, run_id, store=store))
+        assert len(server.requests) == 1
+    assert lost.value.reason == "lost"
+    steps = await store.fetch("SELECT kind FROM run_steps WHERE run_id = $1 ORDER BY seq", run_id)
+    assert [row["kind"] for row in steps] == ["session", "model"]  # the input, the first response; no tool output
+    assert [item.get("role") for item in await session.get_items()] == ["user"]
+    row = await store.fetchrow("SELECT status, lease_owner FROM run_states WHERE run_id = $1 AND active", run_id)
+    assert row is not None and (row["status"], row["lease_owner"]) == ("running", "thief")
+
+
+async def test_a_run_taken_before_its_turn_is_written_leaves_the_session_untouched(named_store: tuple[str, Store]) -> None:
+    _, store = named_store
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+
+    class Thief(RunHooks[Any]):
+        async def on_tool_end(self, context: Any, agent: Any, tool: Any, result: Any) -> None:
+            await store.execute("UPDATE run_states SET lease_owner = 'thief' WHERE run_id = $1 AND active", run_id)
+
+    @function_tool
+    def quick() -> str:
+        """Quick work."""
+        return "quick"
+
+    with FakeModelServer([call("quick", {}), text("done")]) as server:
+        agent = Agent(name="main", instructions="main", model=server.responses_model(), tools=[quick])
+        session = Session(run_id, store=store)
+        with pytest.raises(RunNotResumable, match="taken from this process"):
+            await run_agent(agent, "go", session, run_store=RunStateStore(agent, run_id, store=store), hooks=Thief())
+    steps = await store.fetch("SELECT kind FROM run_steps WHERE run_id = $1 ORDER BY seq", run_id)
+    assert [row["kind"] for row in steps] == ["session", "model", "tool"]  # the turn's write: refused
+    assert [item.get("role") for item in await session.get_items()] == ["user"]
+    touched = await store.fetchval(
+        "SELECT s.updated_at > (SELECT max(m.created_at) FROM agent_messages m WHERE m.session_id = $1) "
+        "FROM agent_sessions s WHERE s.session_id = $1", run_id,
+    )
+    assert touched is False  # the refused write did not move the session's updated_at either

@@ -54,7 +54,7 @@ MAIN = "main"
 _SQLITE_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
 
 # The batch's second statement: lock the session row (upsert) and move its expiry on.
-_LOCK_AND_REFRESH = f"WITH {_REFRESH_TTL.format(ttl='$2')}, session AS ({_UPSERT_SESSION}) SELECT 1"
+_LOCK_AND_REFRESH = f"WITH {_REFRESH_TTL.format(ttl='$2', only_if='')}, session AS ({_UPSERT_SESSION}) SELECT 1"
 # Messages and their structure rows in one statement, after the batch's upsert has locked the
 # session row (so this statement's snapshot sees every earlier writer's rows). The items go to
 # branch $4, or to "main" if the session is not the one ($5: its created_at) that branch was

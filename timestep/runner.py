@@ -15,6 +15,7 @@ from agents.run_state import RunState
 
 from . import journaled
 from .durable_run import RunLease
+from .errors import RunNotResumable
 from .journal import ACTIVE, RunJournal
 from .models import MultiModelProvider
 from .run_state import RunStateStore
@@ -177,7 +178,23 @@ async def _recorded(lease: RunLease | None, run: Awaitable[_Result]) -> _Result:
     except BaseException as error:
         if lease is not None:
             await lease.fail(error)
+        lost = _lost_within(error)
+        if lost is not None and lost is not error:  # the SDK wrapped it (a tool's error): say what happened
+            raise lost from error
         raise
     if lease is not None:
         await lease.finish(result)
     return result
+
+
+def _lost_within(error: BaseException) -> RunNotResumable | None:
+    """The RunNotResumable that `error` is, or was raised from: a run taken from this process
+    (journal.lost) surfaces from inside a tool wrapped in the SDK's UserError."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RunNotResumable):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -41,15 +41,16 @@ _UPSERT_SESSION = """
     RETURNING session_id
 """
 # A write moves the expiry on: by {ttl} (this object's ttl) when it has one, else by the ttl
-# the session was created with. Runs beside the upsert, in the same statement.
+# the session was created with. Runs beside the upsert, in the same statement ({only_if}: a
+# further condition, for a durable run's write).
 _REFRESH_TTL = """
     ttl_set AS (
         INSERT INTO session_ttl (session_id, ttl, expires_at)
-        SELECT $1, {ttl}::interval, now() + {ttl}::interval WHERE {ttl}::interval IS NOT NULL
+        SELECT $1, {ttl}::interval, now() + {ttl}::interval WHERE {ttl}::interval IS NOT NULL {only_if}
         ON CONFLICT (session_id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at
     ),
     ttl_kept AS (
-        UPDATE session_ttl SET expires_at = now() + ttl WHERE session_id = $1 AND {ttl}::interval IS NULL
+        UPDATE session_ttl SET expires_at = now() + ttl WHERE session_id = $1 AND {ttl}::interval IS NULL {only_if}
     )
 """
 # One statement (one round trip): an expired session's old items go first (their delete sees
@@ -59,7 +60,7 @@ _ADD_ITEMS = f"""
         DELETE FROM agent_messages WHERE session_id = $1 AND session_id IN ({_EXPIRED})
     ),
     session AS ({_UPSERT_SESSION}),
-    {_REFRESH_TTL.format(ttl="$3")}
+    {_REFRESH_TTL.format(ttl="$3", only_if="")}
     INSERT INTO agent_messages (session_id, message_data)
     SELECT session.session_id, items.item
     FROM session, json_array_elements($2::json) WITH ORDINALITY AS items (item, n)
@@ -68,7 +69,7 @@ _ADD_ITEMS = f"""
 # A durable run's session write (timestep.journal): the same, fenced by the run's lease, and
 # journaled by the same statement with the ids of the items it added ($4 the run's row, $5
 # its owner, $6 the write's number, $7 the journal's sequence). Nothing is added, and false
-# returned, once the run is not this owner's.
+# returned, once the run is not this owner's: the session is not touched either.
 _ADD_ITEMS_JOURNALED = f"""
     WITH held AS (
         SELECT s.run_id FROM run_states s
@@ -78,8 +79,12 @@ _ADD_ITEMS_JOURNALED = f"""
     expired AS (
         DELETE FROM agent_messages WHERE session_id = $1 AND session_id IN ({_EXPIRED}) AND EXISTS (SELECT 1 FROM held)
     ),
-    session AS ({_UPSERT_SESSION}),
-    {_REFRESH_TTL.format(ttl="$3")},
+    session AS (
+        INSERT INTO agent_sessions (session_id) SELECT $1 FROM held
+        ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
+        RETURNING session_id
+    ),
+    {_REFRESH_TTL.format(ttl="$3", only_if="AND EXISTS (SELECT 1 FROM held)")},
     added AS (
         INSERT INTO agent_messages (session_id, message_data)
         SELECT session.session_id, items.item
