@@ -29,6 +29,7 @@ from timestep import open_store, tool_call_key
 from timestep.store import Store
 from timestep.store.namespace import drop_namespace
 from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, text
+from timestep.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -542,3 +543,23 @@ async def test_a_run_taken_before_its_turn_is_written_leaves_the_session_untouch
         "FROM agent_sessions s WHERE s.session_id = $1", run_id,
     )
     assert touched is False  # the refused write did not move the session's updated_at either
+
+
+async def test_a_worker_with_a_journal_retention_prunes_as_it_goes(tmp_path: Path) -> None:
+    async with await open_store(pglite_path=tmp_path / "db") as store:
+        with FakeModelServer([call("quick", {}), text("done")]) as server:
+
+            @function_tool
+            def quick() -> str:
+                """Quick work."""
+                return "quick"
+
+            agent = Agent(name="main", instructions="main", model=server.responses_model(), tools=[quick])
+            await run_agent(agent, "go", Session("finished", store=store), run_store=RunStateStore(agent, "finished", store=store))
+        assert await steps_of(store, "finished") == 6
+        assert await Worker(agent, store=store, journal_retention=dt.timedelta(days=7)).run_once() == 0
+        assert await steps_of(store, "finished") == 6  # younger than the retention
+        assert await Worker(agent, store=store, journal_retention=dt.timedelta(0)).run_once() == 0
+        assert await steps_of(store, "finished") == 0
+    with pytest.raises(ValueError, match="journal_retention"):
+        Worker(agent, journal_retention=-dt.timedelta(seconds=1))

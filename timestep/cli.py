@@ -399,7 +399,7 @@ async def _worker(store: Store, args: argparse.Namespace) -> int:
 
     worker = Worker(
         _import_agent(args.agent), store=store, concurrency=args.concurrency,
-        lease_seconds=args.lease, poll_seconds=args.poll,
+        lease_seconds=args.lease, poll_seconds=args.poll, journal_retention=args.journal_retention,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -520,6 +520,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=_positive(int), default=4, help="runs at a time (default 4)")
     worker.add_argument("--lease", type=_positive(float), default=60.0, help="seconds a run is held without renewal (default 60)")
     worker.add_argument("--poll", type=_positive(float), default=1.0, help="seconds between looks for ready runs (default 1)")
+    worker.add_argument(
+        "--journal-retention", type=_duration, default=None, metavar="AGE",
+        help="prune the journals of finished runs older than this (90s, 30m, 12h, 7d, 2w) as it goes, hourly (default: keep them)",
+    )
     worker.set_defaults(run=_worker)
 
     memory = commands.add_parser("memory", help="list, search or forget remembered facts").add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from agents import Agent
 
+from . import run_records
 from .durable_run import RunLease, lease_owner
 from .recovery import journaled_session
 from .run_state import LEASE_SECONDS, RunStateStore
@@ -33,6 +36,7 @@ logger = logging.getLogger("timestep.worker")
 
 _CLAIM_READY = "SELECT run_id, id FROM timestep_claim_runs($1, $2, $3)"
 CHANNEL = "timestep_runs"  # schema migration 13's trigger notifies it
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 class Worker:
@@ -46,6 +50,7 @@ class Worker:
         concurrency: int = 4,
         lease_seconds: float = LEASE_SECONDS,
         poll_seconds: float = 1.0,
+        journal_retention: dt.timedelta | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -55,6 +60,12 @@ class Worker:
         self.concurrency = concurrency
         self.lease_seconds = float(lease_seconds)
         self.poll_seconds = float(poll_seconds)
+        # Journals of finished runs older than this are pruned as the worker goes (at most once
+        # every PRUNE_EVERY_SECONDS); None keeps them until `timestep runs prune`.
+        if journal_retention is not None and journal_retention < dt.timedelta(0):
+            raise ValueError(f"journal_retention must be zero or more, not {journal_retention!r}")
+        self.journal_retention = journal_retention
+        self._pruned_at: float | None = None
         self.owner = lease_owner()  # every lease this worker takes is in this name
         self.finished = 0  # runs this worker has run to a pause, an end or a failure
         self._store = store
@@ -79,6 +90,7 @@ class Worker:
             while not stop.is_set():
                 self._wake.clear()  # before the look: a wake-up during it is not lost
                 await self._take(store)
+                await self._prune(store)
                 waker = asyncio.create_task(self._wake.wait())
                 await asyncio.wait({waker, stopping}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
                 waker.cancel()
@@ -97,7 +109,25 @@ class Worker:
         taken = await self._take(store)
         if self._running:
             await asyncio.wait(self._running)
+        await self._prune(store)
         return taken
+
+    async def _prune(self, store: Store) -> None:
+        """Prune old journals of finished runs, if this worker keeps them for a limited time."""
+        if self.journal_retention is None:
+            return
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = now
+        try:
+            pruned = await run_records.prune_journals(self.journal_retention, store)
+        except Exception as error:  # the runs matter more: try again at the next turn
+            logger.warning("worker: pruning journals failed: %s", error)
+            self._pruned_at = None
+            return
+        if pruned:
+            logger.info("worker: pruned %d journal steps of finished runs", pruned)
 
     async def _take(self, store: Store) -> int:
         free = self.concurrency - len(self._running)
