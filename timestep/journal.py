@@ -97,7 +97,6 @@ class RunJournal:
         self.models: dict[int, Any] = {}  # id(model) -> its JournaledModel (timestep.journaled)
         self._recorded = {(row["kind"], row["turn"], row["call_id"]): row["payload"] for row in steps}
         self._seq = max((row["seq"] for row in steps), default=0)
-        self.replayed = 0  # steps taken from the journal instead of being run
 
     @classmethod
     def new(cls, store: Store, run_id: str, state_id: int, owner: str) -> RunJournal:
@@ -136,11 +135,6 @@ class RunJournal:
         """The session the segment wrote its conversation to, if it wrote any."""
         return await store.fetchval(_SESSION_OF, state_id)  # type: ignore[no-any-return]
 
-    @property
-    def steps(self) -> int:
-        """How many model and tool steps the journal held when it was opened."""
-        return len(self._recorded)
-
     def journals_session(self, session: Any) -> bool:
         """Whether `session`'s writes are this run's, journaled with their items."""
         return session is self.session and session is not None
@@ -154,7 +148,6 @@ class RunJournal:
             return None
         response = self._response(payload)
         self.model_responses += 1
-        self.replayed += 1
         return response
 
     async def record_response(self, response: ModelResponse) -> ModelResponse:
@@ -182,7 +175,6 @@ class RunJournal:
         payload = self._recorded.get(("tool", self.model_responses, call_id))
         if payload is None:
             return None
-        self.replayed += 1
         return self._tool_step(call_id, tool, payload)
 
     def tool_key(self, call_id: str) -> str:

@@ -20,9 +20,10 @@ compare agents by identity; a RunState loaded with the user's graph holds the us
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import agents
@@ -74,16 +75,24 @@ def _nested(journal: RunJournal | None) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _outside_the_run(key: str | None = None) -> Iterator[None]:
+    """Code that is none of the durable run's steps (a tool's body, a run begun inside the
+    run), with `key` as the tool call key it sees."""
+    outside, keyed = ACTIVE.set(None), TOOL_CALL.set(key)
+    try:
+        yield
+    finally:
+        TOOL_CALL.reset(keyed)
+        ACTIVE.reset(outside)
+
+
 def _outermost_run(sdk_run: Any) -> Any:
     async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _nested(ACTIVE.get()):
             return await sdk_run(self, *args, **kwargs)
-        outside, key = ACTIVE.set(None), TOOL_CALL.set(None)
-        try:
+        with _outside_the_run():
             return await sdk_run(self, *args, **kwargs)
-        finally:
-            TOOL_CALL.reset(key)
-            ACTIVE.reset(outside)
 
     return run
 
@@ -92,12 +101,8 @@ def _outermost_run_streamed(sdk_run_streamed: Any) -> Any:
     def run_streamed(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _nested(ACTIVE.get()):
             return sdk_run_streamed(self, *args, **kwargs)
-        outside, key = ACTIVE.set(None), TOOL_CALL.set(None)  # its task starts in this context
-        try:
+        with _outside_the_run():  # its task starts in this context
             return sdk_run_streamed(self, *args, **kwargs)
-        finally:
-            TOOL_CALL.reset(key)
-            ACTIVE.reset(outside)
 
     return run_streamed
 
@@ -123,13 +128,8 @@ def _journaled_invoke(sdk_invoke: Any) -> Any:
         if replayed is not None:
             return _FunctionToolInvocationResult(replayed.output, is_sdk_generated_error=replayed.sdk_generated_error)
         turn = journal.model_responses
-        outside = ACTIVE.set(None)  # the tool's own runs (an agent as a tool) are not this run's steps
-        key = TOOL_CALL.set(journal.tool_key(call_id))
-        try:
+        with _outside_the_run(journal.tool_key(call_id)):  # its own runs (an agent as a tool) are not steps
             result = await sdk_invoke(function_tool=function_tool, context=context, arguments=arguments)
-        finally:
-            TOOL_CALL.reset(key)
-            ACTIVE.reset(outside)
         if _paused_inside(context):  # an agent as a tool, waiting for an approval: not a result
             return result
         step = await journal.record_tool(call_id, turn, function_tool, ToolStep(result.output, result.is_sdk_generated_error))

@@ -30,17 +30,25 @@ async def recover_run(
     """Claim `runs`' run whatever resumable state it is in, and run it from its journal (see
     `RunStateStore.recover`)."""
     lease = await RunLease.claim(runs, None)
-    try:
-        input = await runs.resume_input()
-    except BaseException as error:  # a state that cannot be resumed here: recorded, let go
-        await lease.fail(error)
-        raise
-    if session is None:
-        session = await journaled_session(lease)
-    result = await run_held(
-        runs.agent, input, session, False, lease, run_config=run_config, context=context,
+    return await run_claimed(
+        lease, session, run_config=run_config, context=context,
         max_turns=DEFAULT_MAX_TURNS if max_turns is None else max_turns, hooks=hooks,
     )
+
+
+async def run_claimed(lease: RunLease, session: Any = None, **options: Any) -> RunResult:
+    """Run a run this process has claimed (`lease`) to its end or next pause, from its journal:
+    from its input if it never paused, else from its latest state, in `session` (default: the
+    one its journal names, `journaled_session`). A run that cannot be resumed here is recorded
+    as failed, and let go. `options` are run_held's."""
+    try:
+        input = await lease.runs.resume_input()
+        if session is None:
+            session = await journaled_session(lease)
+    except BaseException as error:
+        await lease.fail(error)
+        raise
+    result = await run_held(lease.runs.agent, input, session, False, lease, **options)
     assert isinstance(result, RunResult)
     return result
 

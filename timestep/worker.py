@@ -26,9 +26,8 @@ from agents import Agent
 
 from . import run_records
 from .durable_run import RunLease, lease_owner
-from .recovery import journaled_session
+from .recovery import run_claimed
 from .run_state import LEASE_SECONDS, RunStateStore
-from .runner import run_held
 from .store import Store
 from .store.default import store_or_default
 
@@ -149,15 +148,8 @@ class Worker:
         runs = RunStateStore(self.agent, run_id, store=store, lease_seconds=self.lease_seconds)
         lease = RunLease.held(runs, store, self.owner, state_id)
         try:
-            input = await runs.resume_input()
-            session = await journaled_session(lease)
-        except Exception as error:  # a state that cannot be resumed here: record why, let go
-            await lease.fail(error)
-            logger.error("run %s cannot be resumed: %s", run_id, error)
-            return
-        try:
-            await run_held(self.agent, input, session, False, lease)
-        except Exception as error:  # recorded as failed by run_held; the worker goes on
+            await run_claimed(lease)
+        except Exception as error:  # recorded as failed by run_claimed; the worker goes on
             logger.error("run %s failed: %s: %s", run_id, type(error).__name__, error)
 
     async def _listen(self, store: Store, listening: asyncio.Event) -> None:
