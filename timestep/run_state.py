@@ -208,8 +208,9 @@ class RunStateStore:
         interrupted. What its journal holds is replayed, not done again: a model response or
         tool output of the segment is taken from the journal, and the run goes on live from the
         first step the journal lacks. `session` is the run's session (default: the Session its
-        journal says it wrote to, else the one named by the run id, as `timestep worker` does). Returns the SDK's `RunResult`; raises
-        `RunNotResumable` if the run is finished or held, and then nothing runs."""
+        journal says it wrote to, else the one named by the run id, as `timestep worker` does).
+        Returns the SDK's `RunResult`; raises `RunNotResumable` if the run is finished or held,
+        and then nothing runs."""
         from .recovery import recover_run  # it runs agents, which needs the runner: see there
 
         return await recover_run(self, session, run_config=run_config, context=context, max_turns=max_turns, hooks=hooks)
