@@ -97,6 +97,23 @@ export class InvalidDecision extends InvalidRunState {
   name: 'InvalidDecision';
 }
 
+/**
+ * A durable run's journal holds a step this process cannot replay: written by the Python SDK
+ * (recover the run from Python), or altered.
+ */
+export class InvalidJournal extends InvalidRunState {
+  name: 'InvalidJournal';
+}
+
+/**
+ * Inside a function tool of a durable run: a key naming this tool call
+ * (`"<run id>:<segment>:<turn>:<call id>"`), the same when a recovery runs the call again. A
+ * call that was running when its process died has no journaled output and runs again (at least
+ * once): give the key to the service the tool acts on as an idempotency key. `null` outside a
+ * durable run.
+ */
+export function toolCallKey(): string | null;
+
 /** Where a `RunStateStore` keeps its rows. */
 export interface RunStateStoreOptions<TAgent extends Agent<any, any> = Agent<any, any>> {
   /** The agent graph saved states resume with (`RunState.fromString(agent, ...)`). */
@@ -116,7 +133,7 @@ export interface RunStateStoreOptions<TAgent extends Agent<any, any> = Agent<any
 
 /**
  * Saved states of one run (`sessionId`) in the `run_states` table the Python side creates
- * (schema 7 or later). Each save is kept as history; exactly one row per run is active.
+ * (schema 14 or later). Each save is kept as history; exactly one row per run is active.
  */
 export class RunStateStore<TAgent extends Agent<any, any> = Agent<any, any>, TContext = unknown> {
   constructor(options: RunStateStoreOptions<TAgent>);
@@ -130,6 +147,14 @@ export class RunStateStore<TAgent extends Agent<any, any> = Agent<any, any>, TCo
    * `RunStateNotFound` if the run has none, `InvalidRunState` if it cannot be resumed here.
    */
   load(): Promise<RunState<TContext, TAgent>>;
+  /**
+   * Take this run back, if no process holds it (its process died and its lease expired, it
+   * failed, or it is interrupted), and run it to its end or next pause from its journal: a
+   * journaled model response or tool output is taken from the journal, not asked for or run
+   * again. Resolves with the SDK's `RunResult`; throws `RunNotResumable` if the run is finished
+   * or held (and nothing runs), `InvalidJournal` if the Python SDK journaled it.
+   */
+  recover(options?: Omit<RunAgentOptions<TContext, TAgent>, 'runStore'> & { session?: Session | null }): Promise<RunResult<TContext, TAgent>>;
   /** Delete every saved state of this run, history included; resolves with how many rows went. */
   clear(): Promise<number>;
   /** Close the pool or the sidecar connection (the store reconnects if used again). */

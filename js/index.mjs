@@ -10,12 +10,17 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run, RunState, StreamedRunResult } from '@openai/agents';
+import { run, Runner, RunState, StreamedRunResult } from '@openai/agents';
 import pg from 'pg';
+import { InvalidDecision, InvalidRunState, RunNotResumable, RunStateNotFound } from './errors.mjs';
+import { RunJournal, hookGraph, hookedProvider } from './journal.mjs';
 import { SidecarClient, defaultPgliteDir } from './sidecar-client.mjs';
 
+export { InvalidDecision, InvalidJournal, InvalidRunState, RunNotResumable, RunStateNotFound } from './errors.mjs';
+export { toolCallKey } from './journal.mjs';
+
 const SDK = 'javascript';
-const SCHEMA_VERSION = 13; // the migration of timestep/store/schema.py we need (the run lifecycle's functions)
+const SCHEMA_VERSION = 14; // the migration of timestep/store/schema.py we need (the run lifecycle and its journal)
 const CARRY = '$timestep'; // top-level key the Python converter keeps its own fields under
 
 // PostgreSQL type OIDs of the parameters and results we handle.
@@ -26,56 +31,18 @@ const OID = { bool: 16, int8: 20, int4: 23, text: 25, json: 114, float8: 701, js
 // and no conversion error.
 const SAVE = 'SELECT timestep_save_run_state($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL)';
 const ACTIVE = 'SELECT id, sdk, status, state_js, conversion_error, decisions FROM run_states WHERE run_id = $1 AND active';
-// A durable run's lifecycle (schema migration 13), as timestep/durable_run.py drives it.
+// A durable run's lifecycle (schema migrations 13 and 14), as timestep/durable_run.py drives it.
+// A claim records the decisions made on the state it resumes, for a recovery to resume with.
 const START = 'SELECT * FROM timestep_start_run($1, $2, $3, $4, $5, $6, $7)';
-const CLAIM = 'SELECT * FROM timestep_claim_run($1, $2, $3, $4)';
+const CLAIM = 'SELECT * FROM timestep_claim_run($1, $2, $3, $4, $5::jsonb)';
+// What a claimed run goes on from: its input if it never paused, else its latest state.
+const INPUT = 'SELECT state IS NULL AND state_js IS NULL AS new, input FROM run_states WHERE run_id = $1 AND active';
 const RENEW = 'SELECT timestep_renew_run_lease($1, $2, $3) AS held';
 const END = 'SELECT timestep_end_run($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, $10, $11) AS ended';
 const LEASE_SECONDS = 60;
 const MARK_RESUMED = 'UPDATE run_states SET resumed_at = now() WHERE id = $1';
 const DELETE = 'DELETE FROM run_states WHERE run_id = $1';
 const SCHEMA = 'SELECT coalesce(max(version), 0) AS version FROM timestep_schema';
-
-/** No saved state for a run. */
-export class RunStateNotFound extends Error {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'RunStateNotFound';
-  }
-}
-
-/** A saved state this SDK cannot resume (no JavaScript form, or RunState.fromString refused it). */
-export class InvalidRunState extends Error {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'InvalidRunState';
-  }
-}
-
-/**
- * A durable run this process cannot start or resume, and nothing ran. `reason`: 'finished',
- * 'held' (by `leaseOwner` until `leaseExpiresAt`), 'superseded' (not the run's latest save),
- * 'missing', or 'lost' (this process's lease ran out while it ran).
- */
-export class RunNotResumable extends Error {
-  constructor(message, { runId, reason, status = null, leaseOwner = null, leaseExpiresAt = null } = {}) {
-    super(message);
-    this.name = 'RunNotResumable';
-    this.runId = runId;
-    this.reason = reason;
-    this.status = status;
-    this.leaseOwner = leaseOwner;
-    this.leaseExpiresAt = leaseExpiresAt;
-  }
-}
-
-/** A recorded decision that is not {approved: boolean, message?: string|null}. */
-export class InvalidDecision extends InvalidRunState {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'InvalidDecision';
-  }
-}
 
 /** Why run `runId`, whose active row is in `status`, cannot be taken (worded as run_state.py words it). */
 function notResumable(runId, row, superseded = false) {
@@ -159,14 +126,32 @@ export async function runAgent(agent, input, session, stream = false, options = 
   if (session != null) runOptions.session = session; // the SDK wants a Session or nothing
   if (!runStore) return run(agent, input, runOptions);
   const lease = await (input instanceof RunState ? runStore._claim(input) : runStore._start(input));
+  return runHeld(agent, input, runOptions, lease);
+}
+
+// The runner of durable runs: the SDK's default one, but the models it makes from names are
+// hooked for the journal (js/journal.mjs), as the agents' own models are.
+let durableRunner;
+
+/**
+ * runAgent for a run this process holds under `lease`: run it with its journal (a recovery
+ * replays what the segment did before), and record how it ends.
+ */
+async function runHeld(agent, input, runOptions, lease) {
   let result;
   try {
-    result = await run(agent, input, runOptions);
+    const journal = await lease.journal();
+    hookGraph(agent);
+    if (!durableRunner) {
+      durableRunner = new Runner();
+      durableRunner.config.modelProvider = hookedProvider(durableRunner.config.modelProvider);
+    }
+    result = await journal.run(() => durableRunner.run(agent, input, runOptions));
   } catch (err) {
     await lease.fail(err);
     throw err;
   }
-  if (stream) streamLeases.set(result, lease);
+  if (runOptions.stream) streamLeases.set(result, lease);
   else await lease.finish(result);
   return result;
 }
@@ -195,10 +180,14 @@ class RunLease {
   #timer;
   #lost = false;
 
-  constructor(store, db, owner) {
+  constructor(store, db, owner, stateId, claimedFrom) {
     this.store = store;
     this.db = db;
     this.owner = owner;
+    this.stateId = stateId; // the run_states row the run runs from: its journal's segment
+    // What the run was claimed from: null for a run just started, or 'interrupted' (a pause
+    // begins a new segment: no journal to replay either), 'failed' or 'running' (its process died).
+    this.claimedFrom = claimedFrom;
     const seconds = store.leaseSeconds;
     this.#timer = setInterval(() => {
       db.query(RENEW, [store.sessionId, owner, String(seconds)], [OID.text, OID.text, OID.float8])
@@ -208,6 +197,14 @@ class RunLease {
         .catch(() => {}); // the store is down for a moment: the next renewal tries again
     }, (seconds * 1000) / 3);
     this.#timer.unref();
+  }
+
+  /** The journal of the segment this lease holds: empty, or what a claimed segment did before. */
+  journal() {
+    if (this.claimedFrom === null || this.claimedFrom === 'interrupted') {
+      return new RunJournal(this.db, this.store.sessionId, this.stateId, this.owner);
+    }
+    return RunJournal.open(this.db, this.store.sessionId, this.stateId, this.owner, { afterFailure: this.claimedFrom === 'failed' });
   }
 
   /** Record `interrupted` (the state saved) or `finished` (the final output), and let go. */
@@ -246,6 +243,23 @@ class RunLease {
       )
       .catch(() => {}); // the run's own error matters more
   }
+}
+
+/**
+ * The approvals and rejections made on `state`'s pending calls (as `timestep runs approve`
+ * records them), or null: recorded with the claim, so that a recovery resumes with them too.
+ */
+function decisionsOn(state) {
+  const decisions = {};
+  for (const item of state.getInterruptions()) {
+    const callId = item.rawItem?.callId;
+    const toolName = item.rawItem?.name ?? item.name;
+    if (typeof callId !== 'string') continue;
+    const approved = state._context.isToolApproved({ toolName, callId });
+    if (approved === true) decisions[callId] = { approved: true };
+    else if (approved === false) decisions[callId] = { approved: false, message: state._context.getRejectionMessage(toolName, callId) ?? null };
+  }
+  return Object.keys(decisions).length ? decisions : null;
 }
 
 function leaseOwner() {
@@ -433,24 +447,53 @@ export class RunStateStore {
       [OID.text, OID.text, OID.text, OID.text, OID.json, OID.text, OID.float8],
     );
     if (!rows[0].started) throw notResumable(this.sessionId, rows[0]);
-    return new RunLease(this, db, owner);
+    return new RunLease(this, db, owner, rows[0].id, null);
   }
 
-  /** runAgent with { runStore }: take the run to resume `state` (the row load() read, if it came from there). */
+  /**
+   * runAgent with { runStore }: take the run to resume `state` (the row load() read, if it came
+   * from there); with no state, take it in whichever resumable status it is (a recovery).
+   */
   async _claim(state) {
     const db = await this.#db();
     const owner = leaseOwner();
-    const loaded = loadedRows.get(state) ?? null;
+    const loaded = (state && loadedRows.get(state)) ?? null;
+    const decided = state ? decisionsOn(state) : null;
     const { rows } = await db.query(
       CLAIM,
-      [this.sessionId, loaded === null ? null : String(loaded), owner, String(this.leaseSeconds)],
-      [OID.text, OID.int8, OID.text, OID.float8],
+      [this.sessionId, loaded === null ? null : String(loaded), owner, String(this.leaseSeconds), decided && JSON.stringify(decided)],
+      [OID.text, OID.int8, OID.text, OID.float8, OID.jsonb],
     );
     const row = rows[0];
     if (!row.claimed) {
       throw notResumable(this.sessionId, row, loaded !== null && row.active_id !== null && row.active_id !== loaded);
     }
-    return new RunLease(this, db, owner);
+    return new RunLease(this, db, owner, row.active_id, row.claimed_from);
+  }
+
+  /**
+   * Take this run back and run it to its end or next pause, if no process holds it: one whose
+   * process died while it ran (its lease expired), one that failed, or one that is interrupted.
+   * What its journal holds is replayed, not done again: a model response or tool output of the
+   * segment is taken from the journal, and the run goes on live from the first step it lacks.
+   * Returns the SDK's RunResult; throws RunNotResumable if the run is finished or held, and then
+   * nothing runs. `options` are runAgent's (a `session` among them).
+   */
+  async recover(options = {}) {
+    const { session, ...sdkOptions } = options;
+    const lease = await this._claim(null);
+    let input;
+    try {
+      const db = await this.#db();
+      const { rows } = await db.query(INPUT, [this.sessionId], [OID.text]);
+      input = rows[0]?.new ? rows[0].input : await this.load();
+    } catch (err) {
+      await lease.fail(err);
+      throw err;
+    }
+    const runOptions = { ...sdkOptions, stream: false };
+    if (session != null) runOptions.session = session;
+    return runHeld(this.agent, input, runOptions, lease);
   }
 
   /** A row's JavaScript document as a RunState of this store's agent graph. */

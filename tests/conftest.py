@@ -80,6 +80,15 @@ async def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
 
 
 @pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file crashy's tools record their executions in (in children and in this process)."""
+    path = tmp_path / "ledger"
+    monkeypatch.setenv("CRASHY_LEDGER", str(path))
+    monkeypatch.delenv("CRASH_AT", raising=False)
+    return path
+
+
+@pytest.fixture
 async def table(store: Store) -> AsyncIterator[str]:
     """A fresh table name, dropped after the test."""
     name = f"t_{uuid.uuid4().hex[:12]}"

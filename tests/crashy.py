@@ -19,6 +19,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from agents import Agent, RunHooks, function_tool
@@ -28,7 +29,8 @@ from openai import AsyncOpenAI
 from timestep import tool_call_key
 from timestep.testing import FunctionCall, RecordedRequest, Reply, call, calls, text
 
-TOOLS = ("step_a", "step_b", "pair_c", "pair_d")
+# The call id the model gives each tool's call (answer).
+CALL_IDS = {"step_a": "a1", "step_b": "b2", "pair_c": "c3", "pair_d": "d4"}
 
 
 def _crash_if(moment: str) -> None:
@@ -110,6 +112,22 @@ def answer(request: RecordedRequest) -> Reply:
     if len(outputs) == 2:
         return calls(FunctionCall("pair_c", json.dumps({"n": 3}), "c3"), FunctionCall("pair_d", json.dumps({"n": 4}), "d4"))
     return text("done")
+
+
+def answer_cutting_the_third_stream(doomed: list[Any]) -> Callable[[RecordedRequest], Reply]:
+    """`answer`, but the third response's stream is cut halfway: the process doomed[0] is
+    killed (SIGKILL) in the middle of it."""
+    answered = 0
+
+    def cutting(request: RecordedRequest) -> Reply:
+        nonlocal answered
+        answered += 1
+        reply = answer(request)
+        if answered == 3:
+            return Reply(calls=reply.calls, midway=lambda: doomed[0].send_signal(signal.SIGKILL))
+        return reply
+
+    return cutting
 
 
 def executions(ledger: Path) -> list[str]:

@@ -72,15 +72,6 @@ asyncio.run(main(sys.argv[2], sys.argv[3], sys.argv[4]))
 CRASH_POINTS = ["llm_end:2", "tool_end:step_a", "tool_body:step_b", "tool_end:pair_c"]
 
 
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The file crashy's tools record their executions in (in children and in this process)."""
-    path = tmp_path / "ledger"
-    monkeypatch.setenv("CRASHY_LEDGER", str(path))
-    monkeypatch.delenv("CRASH_AT", raising=False)
-    return path
-
-
 def child(action: str, name: str, run_id: str, server: FakeModelServer, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(Path(crashy.__file__).parent), name, run_id, action],
@@ -148,21 +139,30 @@ async def check_recovery(
     made = bodies(server.requests)
     assert len(made) == len(expected_requests) + repeated, (requests_before, len(made))
     assert made[:requests_before - repeated] + made[requests_before:] == expected_requests
+    await check_tools_and_end(store, ledger, run_id, before, journaled, expected_output)
+
+
+async def check_tools_and_end(
+    store: Store, ledger: Path, run_id: str, before: list[str], journaled: set[str], output: Any, *, no_key: str = "None"
+) -> None:
+    """After crashy's run was recovered: each tool whose output was journaled (`journaled`, by
+    call id) ran once in all, each other tool once more than `before` the recovery; a call run
+    again had the same idempotency key as the first time, and no two calls share one (`no_key`
+    is how a tool run outside a durable run writes its missing key); the run is finished with
+    `output`."""
     after = crashy.executions(ledger)
-    call_of = {"step_a": "a1", "step_b": "b2", "pair_c": "c3", "pair_d": "d4"}
-    for tool, call_id in call_of.items():
+    for tool, call_id in crashy.CALL_IDS.items():
         ran_before = sum(line.startswith(tool) for line in before)
         ran_after = sum(line.startswith(tool) for line in after)
         if call_id in journaled:
             assert (ran_before, ran_after) == (1, 1), f"{tool}'s journaled output was not replayed"
         else:
             assert ran_after == ran_before + 1, f"{tool} ran {ran_before} times before the crash and {ran_after} after"
-    row = await store.fetchrow("SELECT status, final_output FROM run_states WHERE run_id = $1 AND active", run_id)
-    assert row is not None and (row["status"], row["final_output"]) == ("finished", expected_output)
-    # A call run again had the same idempotency key as the first time; no two calls share one.
     keys = crashy.call_keys(ledger)
     assert all(len(tool_keys) == 1 for tool_keys in keys.values()), keys
-    assert len({key for tool_keys in keys.values() for key in tool_keys} - {"None"}) == 4, keys
+    assert len({key for tool_keys in keys.values() for key in tool_keys} - {no_key}) == 4, keys
+    row = await store.fetchrow("SELECT status, final_output FROM run_states WHERE run_id = $1 AND active", run_id)
+    assert row is not None and (row["status"], row["final_output"]) == ("finished", output)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
@@ -183,14 +183,7 @@ async def test_a_run_killed_in_the_middle_of_a_streamed_response_recovers(named_
     baseline = await uninterrupted(store, ledger)
     run_id = f"crash-{uuid.uuid4().hex[:8]}"
     doomed: list[subprocess.Popen[str]] = []
-
-    def answer(request: RecordedRequest) -> Reply:  # the third response's stream is cut halfway
-        reply = crashy.answer(request)
-        if len(server.requests) == 3:
-            return Reply(calls=reply.calls, midway=lambda: doomed[0].send_signal(signal.SIGKILL))
-        return reply
-
-    with FakeModelServer([answer] * 10) as server:
+    with FakeModelServer([crashy.answer_cutting_the_third_stream(doomed)] * 10) as server:
         doomed.append(child("stream", name, run_id, server))
         killed(doomed[0])
         assert len(server.requests) == 3

@@ -113,6 +113,11 @@ class RunJournal:
         was the segment's last step is dropped: the run may have failed on it, and a retry
         asks the model again."""
         steps = await store.fetch(_STEPS, state_id)
+        if any(isinstance(row["payload"], dict) and row["payload"].get("sdk") == "javascript" for row in steps):
+            raise InvalidJournal(
+                f"cannot replay run {run_id!r} in Python: its journal (segment {state_id}) was written by the "
+                "JavaScript SDK; recover it from JavaScript (RunStateStore.recover() in timestep's JS module)"
+            )
         written = [row for row in steps if row["kind"] == "session"]
         if written:
             journaled_in = {row["payload"].get("session_id") for row in written}

@@ -1,0 +1,50 @@
+// The errors of timestep's JavaScript module, with the names and meanings of timestep.errors.
+
+/** No saved state for a run. */
+export class RunStateNotFound extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'RunStateNotFound';
+  }
+}
+
+/** A saved state this SDK cannot resume (no JavaScript form, or RunState.fromString refused it). */
+export class InvalidRunState extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'InvalidRunState';
+  }
+}
+
+/**
+ * A durable run this process cannot start or resume, and nothing ran. `reason`: 'finished',
+ * 'held' (by `leaseOwner` until `leaseExpiresAt`), 'superseded' (not the run's latest save),
+ * 'missing', or 'lost' (this process's lease ran out while it ran).
+ */
+export class RunNotResumable extends Error {
+  constructor(message, { runId, reason, status = null, leaseOwner = null, leaseExpiresAt = null } = {}) {
+    super(message);
+    this.name = 'RunNotResumable';
+    this.runId = runId;
+    this.reason = reason;
+    this.status = status;
+    this.leaseOwner = leaseOwner;
+    this.leaseExpiresAt = leaseExpiresAt;
+  }
+}
+
+/** A recorded decision that is not {approved: boolean, message?: string|null}. */
+export class InvalidDecision extends InvalidRunState {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'InvalidDecision';
+  }
+}
+
+/** A durable run's journal holds a step this process cannot replay (journaled by the other SDK, or altered). */
+export class InvalidJournal extends InvalidRunState {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'InvalidJournal';
+  }
+}
