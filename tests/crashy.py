@@ -9,7 +9,8 @@ kills itself (SIGKILL) at that moment of the run:
 - `tool_end:NAME`: once tool NAME has returned (its output journaled);
 - `tool_body:NAME`: inside tool NAME, after its side effect (the ledger line), before it returns.
 
-With CRASHY_APPROVE_B=1, step_b needs approval (the run pauses before it); with CRASHY_TRIAGE=1,
+The run's session is `Session(run_id)`, or with CRASHY_BRANCH set `AdvancedSession(run_id)` on
+that branch. With CRASHY_APPROVE_B=1, step_b needs approval (the run pauses before it); with CRASHY_TRIAGE=1,
 the run begins with `triage`, which hands off to `crashy` (one more model call).
 """
 
@@ -27,6 +28,9 @@ from agents.models.openai_responses import OpenAIResponsesModel
 from openai import AsyncOpenAI
 
 from timestep import tool_call_key
+from timestep.advanced_session import AdvancedSession
+from timestep.session import Session
+from timestep.store import Store
 from timestep.testing import FunctionCall, RecordedRequest, Reply, call, calls, text
 
 # The call id the model gives each tool's call (answer).
@@ -96,6 +100,16 @@ def make_agent(base_url: str | None = None) -> Agent[Any]:
     if os.environ.get("CRASHY_TRIAGE") == "1":
         return Agent(name="triage", instructions="route", model=model, handoffs=[crashy])
     return crashy
+
+
+async def session(run_id: str, store: Store) -> Session:
+    """The run's session: a Session, or with CRASHY_BRANCH an AdvancedSession on that branch."""
+    branch = os.environ.get("CRASHY_BRANCH")
+    if not branch:
+        return Session(run_id, store=store)
+    advanced = AdvancedSession(run_id, store=store)
+    await advanced.switch_to_branch(branch)
+    return advanced
 
 
 def answer(request: RecordedRequest) -> Reply:

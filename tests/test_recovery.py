@@ -24,6 +24,8 @@ from conftest import child_env
 from timestep.errors import InvalidJournal, RunNotResumable
 from timestep.run_state import RunStateStore
 from timestep.runner import run_agent
+from timestep.advanced_session import AdvancedSession
+from timestep.journal import RunJournal
 from timestep.session import Session
 from timestep import open_store, tool_call_key
 from timestep.store import Store
@@ -43,7 +45,6 @@ import crashy
 from timestep import open_store
 from timestep.run_state import RunStateStore
 from timestep.runner import consume_result, run_agent
-from timestep.session import Session
 from timestep.worker import Worker
 
 async def main(target, run_id, action):
@@ -59,7 +60,7 @@ async def main(target, run_id, action):
             input = await runs.load()
             for item in input.get_interruptions():
                 input.approve(item)
-        result = await run_agent(agent, input, Session(run_id, store=store), stream=action.endswith("stream"),
+        result = await run_agent(agent, input, await crashy.session(run_id, store), stream=action.endswith("stream"),
                                  run_store=runs, hooks=crashy.CrashHooks())
         result = await consume_result(result)
         print(json.dumps({"final": result.final_output}), flush=True)
@@ -205,6 +206,48 @@ async def test_a_run_killed_after_an_approval_recovers_the_segment_it_resumed(na
         killed(child("resume", name, run_id, server, CRASH_AT="tool_end:pair_c", CRASHY_APPROVE_B="1"))
         assert "b2" in await journaled_calls(store, run_id)
         await check_recovery(store, ledger, server, run_id, baseline)
+
+
+async def seeded_branch(session_id: str, store: Store) -> AdvancedSession:
+    """An AdvancedSession with two turns on "main", and the branch "alt" holding the first."""
+    session = AdvancedSession(session_id, store=store)
+    await session.add_items([
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "second"}, {"role": "assistant", "content": "two"},
+    ])
+    await session.create_branch_from_turn(2, "alt")
+    return session
+
+
+async def branches(session: AdvancedSession) -> dict[str, Any]:
+    """Each branch's items and turn structure, ids left out."""
+    return {
+        branch: (without_ids(await session.get_items(branch_id=branch)), await session.get_conversation_by_turns(branch))
+        for branch in ("main", "alt")
+    }
+
+
+async def test_a_run_on_an_advanced_session_branch_recovers_its_turns(named_store: tuple[str, Store], ledger: Path) -> None:
+    """An AdvancedSession's writes are journaled too: recovered (in the session and on the
+    branch its journal names), the run leaves every branch's items and turns as an
+    uninterrupted run does."""
+    name, store = named_store
+    with FakeModelServer([crashy.answer] * 10) as server:
+        baseline = await seeded_branch(f"baseline-{uuid.uuid4().hex[:8]}", store)
+        await run_agent(crashy.make_agent(server.base_url), "go", baseline)
+    expected = await branches(baseline)
+    ledger.unlink()
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    await seeded_branch(run_id, store)
+    with FakeModelServer([crashy.answer] * 10) as server:
+        killed(child("start", name, run_id, server, CRASH_AT="tool_end:step_b", CRASHY_BRANCH="alt"))
+        assert await RunJournal.session_of(store, await store.fetchval(
+            "SELECT id FROM run_states WHERE run_id = $1 AND active", run_id)) == (run_id, "alt")
+        await wait_for_lease_to_expire(store, run_id)
+        result = await RunStateStore(crashy.make_agent(server.base_url), run_id, store=store).recover()
+        assert result.final_output == "done" and len(server.requests) == 4
+    assert await branches(AdvancedSession(run_id, store=store)) == expected
+    assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
 
 
 async def test_a_run_killed_after_a_handoff_recovers_with_the_agent_it_handed_off_to(
@@ -510,7 +553,10 @@ async def test_a_run_taken_from_its_process_journals_nothing_more(named_store: t
     assert row is not None and (row["status"], row["lease_owner"]) == ("running", "thief")
 
 
-async def test_a_run_taken_before_its_turn_is_written_leaves_the_session_untouched(named_store: tuple[str, Store]) -> None:
+@pytest.mark.parametrize("session_class", [Session, AdvancedSession])
+async def test_a_run_taken_before_its_turn_is_written_leaves_the_session_untouched(
+    named_store: tuple[str, Store], session_class: type[Session]
+) -> None:
     _, store = named_store
     run_id = f"run-{uuid.uuid4().hex[:8]}"
 
@@ -525,7 +571,7 @@ async def test_a_run_taken_before_its_turn_is_written_leaves_the_session_untouch
 
     with FakeModelServer([call("quick", {}), text("done")]) as server:
         agent = Agent(name="main", instructions="main", model=server.responses_model(), tools=[quick])
-        session = Session(run_id, store=store)
+        session = session_class(run_id, store=store)
         with pytest.raises(RunNotResumable, match="taken from this process"):
             await run_agent(agent, "go", session, run_store=RunStateStore(agent, run_id, store=store), hooks=Thief())
     steps = await store.fetch("SELECT kind FROM run_steps WHERE run_id = $1 ORDER BY seq", run_id)
@@ -536,6 +582,8 @@ async def test_a_run_taken_before_its_turn_is_written_leaves_the_session_untouch
         "FROM agent_sessions s WHERE s.session_id = $1", run_id,
     )
     assert touched is False  # the refused write did not move the session's updated_at either
+    structure = await store.fetchval("SELECT count(*) FROM message_structure WHERE session_id = $1", run_id)
+    assert structure == (1 if session_class is AdvancedSession else 0)  # the input's row only
 
 
 async def test_a_worker_with_a_journal_retention_prunes_as_it_goes(tmp_path: Path) -> None:

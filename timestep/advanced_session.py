@@ -35,13 +35,17 @@ from agents.result import RunResult
 from agents.usage import Usage
 
 from .errors import DatabaseError, InvalidBranch
+from .journal import ACTIVE
 from .session import (
     _DELETE_SESSION,
     _DROP_IF_EXPIRED,
+    _EXPIRED,
     _LOCK_SESSION,
     _REFRESH_TTL,
     _UPSERT_SESSION,
+    HELD_RUN,
     LIVE,
+    UPSERT_SESSION_HELD,
     Session,
     _items_json,
     items_array,
@@ -61,15 +65,15 @@ _LOCK_AND_REFRESH = f"WITH {_REFRESH_TTL.format(ttl='$2', only_if='')}, session 
 # taken in: a clear in between deleted the branch, which must not come back. $3 is one
 # {"type", "tool", "users"} per item: its message type, tool name, and how many user messages
 # the batch has up to and including it (its turn offset).
-_ADD_ITEMS = """
-    WITH items AS (
+_ADD_ITEMS_SQL = """
+    WITH {held}items AS (
         SELECT i.n, i.item, m.meta
         FROM json_array_elements($2::json) WITH ORDINALITY AS i (item, n)
         JOIN json_array_elements($3::json) WITH ORDINALITY AS m (meta, n) USING (n)
     ),
     inserted AS (
         INSERT INTO agent_messages (session_id, message_data)
-        SELECT $1, items.item FROM items ORDER BY items.n
+        SELECT $1, items.item FROM items{and_held} ORDER BY items.n
         RETURNING id
     ),
     numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted),
@@ -81,13 +85,37 @@ _ADD_ITEMS = """
         SELECT coalesce(max(sequence_number), 0) AS seq, coalesce(max(user_turn_number), 0) AS turn,
                coalesce(max(branch_turn_number), 0) AS branch_turn
         FROM message_structure WHERE session_id = $1 AND branch_id = (SELECT branch_id FROM target)
-    )
+    ){journaled}
     INSERT INTO message_structure
         (session_id, message_id, branch_id, message_type, sequence_number, user_turn_number, branch_turn_number, tool_name)
     SELECT $1, numbered.id, (SELECT branch_id FROM target), items.meta->>'type', branch.seq + items.n,
            branch.turn + (items.meta->>'users')::int, branch.branch_turn + (items.meta->>'users')::int, items.meta->>'tool'
     FROM items JOIN numbered USING (n), branch
 """
+_ADD_ITEMS = _ADD_ITEMS_SQL.format(held="", and_held="", journaled="")
+# A durable run's turn (timestep/journal.py): the same batch, each statement only while the
+# run's row is held by its owner, under a share lock the first statement takes and the batch
+# holds to its commit. The last statement also journals the ids it added ($6 the run's row, $7
+# its owner, $8 the write's number, $9 the journal's sequence), with the branch they went to.
+_DROP_IF_EXPIRED_HELD = (
+    f"WITH held AS ({HELD_RUN.format(state='$2', owner='$3')}) "
+    f"DELETE FROM agent_sessions WHERE session_id IN ({_EXPIRED} AND session_id = $1) AND EXISTS (SELECT 1 FROM held)"
+)
+_LOCK_AND_REFRESH_HELD = (
+    f"WITH held AS ({HELD_RUN.format(state='$3', owner='$4')}), "
+    f"{_REFRESH_TTL.format(ttl='$2', only_if='AND EXISTS (SELECT 1 FROM held)')}, session AS ({UPSERT_SESSION_HELD}) SELECT 1"
+)
+_ADD_ITEMS_JOURNALED = _ADD_ITEMS_SQL.format(
+    held=f"held AS ({HELD_RUN.format(state='$6', owner='$7')}),\n    ",
+    and_held=", held",
+    journaled=""",
+    journaled AS (
+        INSERT INTO run_steps (run_id, state_id, kind, turn, seq, payload)
+        SELECT held.run_id, $6, 'session', $8, $9, json_build_object(
+            'session_id', $1::text, 'ids', (SELECT json_agg(id) FROM inserted), 'branch', (SELECT branch_id FROM target))
+        FROM held
+    )""",
+)
 # As Session's reads: the items as one JSON array.
 _BRANCH_ITEMS = items_array(
     f"""SELECT m.message_data
@@ -295,12 +323,28 @@ class AdvancedSession(Session):
             meta.append({"type": _message_type(item), "tool": _tool_name(item), "users": users})
         store = await self.store()
         branch = await self._current_branch(store)
+        add = [self.session_id, payload, json.dumps(meta), branch, self._branch_session]
+        journal = ACTIVE.get()
+        if journal is not None and journal.journals_session(self):  # a durable run's turn
+            params = journal.session_write_params()
+            held = params[:2]  # the run's row and its owner
+            affected = await _await_mutation(
+                store.execute_batch(
+                    [
+                        (_DROP_IF_EXPIRED_HELD, [self.session_id, *held]),
+                        (_LOCK_AND_REFRESH_HELD, [self.session_id, self.ttl, *held]),
+                        (_ADD_ITEMS_JOURNALED, [*add, *params]),
+                    ]
+                )
+            )
+            journal.session_written(affected[-1] > 0)
+            return
         await _await_mutation(
             store.execute_batch(
                 [
                     (_DROP_IF_EXPIRED, [self.session_id]),
                     (_LOCK_AND_REFRESH, [self.session_id, self.ttl]),
-                    (_ADD_ITEMS, [self.session_id, payload, json.dumps(meta), branch, self._branch_session]),
+                    (_ADD_ITEMS, add),
                 ]
             )
         )

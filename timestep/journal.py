@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 _STEPS = "SELECT kind, turn, call_id, seq, payload FROM run_steps WHERE state_id = $1"
 _FORGET_STEP = "DELETE FROM run_steps WHERE state_id = $1 AND kind = $2 AND turn = $3 AND call_id = $4"
-_SESSION_OF = "SELECT payload ->> 'session_id' FROM run_steps WHERE state_id = $1 AND kind = 'session' LIMIT 1"
+_SESSION_OF = """
+    SELECT payload ->> 'session_id' AS session_id, payload ->> 'branch' AS branch
+    FROM run_steps WHERE state_id = $1 AND kind = 'session' ORDER BY turn DESC LIMIT 1
+"""
 # A step already journaled, and whether its segment is still this owner's ($5).
 _JOURNALED = """
     SELECT j.payload, (s.active AND s.status = 'running' AND s.lease_owner = $5) AS held
@@ -136,9 +139,11 @@ class RunJournal:
         return cls(store, run_id, state_id, owner, steps)
 
     @staticmethod
-    async def session_of(store: Store, state_id: int) -> str | None:
-        """The session the segment wrote its conversation to, if it wrote any."""
-        return await store.fetchval(_SESSION_OF, state_id)  # type: ignore[no-any-return]
+    async def session_of(store: Store, state_id: int) -> tuple[str, str | None] | None:
+        """The session the segment wrote its conversation to, if it wrote any, and the branch
+        its last write went to (an AdvancedSession's; None for a Session's)."""
+        row = await store.fetchrow(_SESSION_OF, state_id)
+        return None if row is None else (row["session_id"], row["branch"])
 
     def journals_session(self, session: Any) -> bool:
         """Whether `session`'s writes are this run's, journaled with their items."""

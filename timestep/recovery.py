@@ -15,6 +15,7 @@ from .durable_run import RunLease
 from .journal import RunJournal
 from .run_state import RunStateStore
 from .runner import run_held
+from .advanced_session import MAIN, AdvancedSession
 from .session import Session
 
 
@@ -54,7 +55,16 @@ async def run_claimed(lease: RunLease, session: Any = None, **options: Any) -> R
 
 
 async def journaled_session(lease: RunLease) -> Session:
-    """The session a recovered run goes on in: the one its journal says it wrote to, else the
-    session named by its run id (as the README's runs are)."""
-    session_id = await RunJournal.session_of(lease.store, lease.state_id)
-    return Session(session_id or lease.runs.session_id, store=lease.store)
+    """The session a recovered run goes on in: the one its journal says it wrote to (an
+    AdvancedSession on the branch it wrote to, if it was one), else the session named by its
+    run id (as the README's runs are)."""
+    written = await RunJournal.session_of(lease.store, lease.state_id)
+    if written is None:
+        return Session(lease.runs.session_id, store=lease.store)
+    session_id, branch = written
+    if branch is None:
+        return Session(session_id, store=lease.store)
+    session = AdvancedSession(session_id, store=lease.store)
+    if branch != MAIN:
+        await session.switch_to_branch(branch)
+    return session

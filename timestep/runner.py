@@ -19,9 +19,13 @@ from .errors import RunNotResumable
 from .journal import ACTIVE, RunJournal
 from .models import MultiModelProvider
 from .run_state import RunStateStore
+from .advanced_session import AdvancedSession
 from .session import Session
 
 _Result = TypeVar("_Result", RunResult, RunResultStreaming)
+# The sessions whose writes a durable run journals with their items: timestep's own, unless a
+# subclass writes its own way.
+_JOURNALED_WRITES = (Session.add_items, AdvancedSession.add_items)
 # The attribute run_agent sets on a durable streamed result: its lease, which consume_result ends.
 _LEASE = "_timestep_lease"
 
@@ -129,7 +133,8 @@ async def run_held(
 async def _journal(lease: RunLease, session: SessionProtocol | None) -> RunJournal:
     """The journal of the segment `lease` holds: empty for a run just started; for a claimed
     one, what it did before (a recovery replays it), with its session writes undone. A
-    timestep Session on the run's store is journaled with its writes, in one statement each."""
+    timestep Session or AdvancedSession on the run's store is journaled with its writes, in
+    one transaction each."""
     journaled.install()
     run_id = lease.runs.session_id
     if lease.claimed_from not in (None, "interrupted"):
@@ -139,7 +144,7 @@ async def _journal(lease: RunLease, session: SessionProtocol | None) -> RunJourn
         )
     else:
         journal = RunJournal.new(lease.store, run_id, lease.state_id, lease.owner)
-    if isinstance(session, Session) and type(session).add_items is Session.add_items and await session.store() is lease.store:
+    if getattr(type(session), "add_items", None) in _JOURNALED_WRITES and await session.store() is lease.store:  # type: ignore[union-attr]
         journal.session = session
     return journal
 

@@ -40,6 +40,20 @@ _UPSERT_SESSION = """
     ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
     RETURNING session_id
 """
+# A durable run's row (its run_states id {state}), while its owner {owner} holds it: a write of
+# the run's turn is made only then (timestep/journal.py), under a share lock of the row that
+# lasts to the write's commit, so a claim by another process waits for the write and then
+# finds the run no longer this owner's.
+HELD_RUN = (
+    "SELECT s.run_id FROM run_states s "
+    "WHERE s.id = {state} AND s.active AND s.status = 'running' AND s.lease_owner = {owner} FOR SHARE"
+)
+# _UPSERT_SESSION, for a durable run's write: only while the run is held (a CTE `held`).
+UPSERT_SESSION_HELD = """
+    INSERT INTO agent_sessions (session_id) SELECT $1 FROM held
+    ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
+    RETURNING session_id
+"""
 # A write moves the expiry on: by {ttl} (this object's ttl) when it has one, else by the ttl
 # the session was created with. Runs beside the upsert, in the same statement ({only_if}: a
 # further condition, for a durable run's write).
@@ -71,19 +85,11 @@ _ADD_ITEMS = f"""
 # its owner, $6 the write's number, $7 the journal's sequence). Nothing is added, and false
 # returned, once the run is not this owner's: the session is not touched either.
 _ADD_ITEMS_JOURNALED = f"""
-    WITH held AS (
-        SELECT s.run_id FROM run_states s
-        WHERE s.id = $4 AND s.active AND s.status = 'running' AND s.lease_owner = $5
-        FOR SHARE
-    ),
+    WITH held AS ({HELD_RUN.format(state="$4", owner="$5")}),
     expired AS (
         DELETE FROM agent_messages WHERE session_id = $1 AND session_id IN ({_EXPIRED}) AND EXISTS (SELECT 1 FROM held)
     ),
-    session AS (
-        INSERT INTO agent_sessions (session_id) SELECT $1 FROM held
-        ON CONFLICT (session_id) DO UPDATE SET updated_at = now()
-        RETURNING session_id
-    ),
+    session AS ({UPSERT_SESSION_HELD}),
     {_REFRESH_TTL.format(ttl="$3", only_if="AND EXISTS (SELECT 1 FROM held)")},
     added AS (
         INSERT INTO agent_messages (session_id, message_data)
