@@ -79,6 +79,25 @@ async def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         await store.aclose()
 
 
+@pytest.fixture(params=["pglite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, dict[str, str]]]:
+    """An open store on each backend, and the environment that points a Node child at the same
+    database.
+
+    On PGlite the store stays open while Node runs: Node reaches the database through this
+    process's sidecar, never a second PGlite."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PG_CONNECTION_URI", "TIMESTEP_PGLITE_DIR")}
+    if request.param == "postgres":
+        uri = require_postgres()
+        store = await open_store(uri)
+        env["PG_CONNECTION_URI"] = uri
+    else:
+        store = await open_store(pglite_path=tmp_path / "db")
+        env["TIMESTEP_PGLITE_DIR"] = str(tmp_path / "db")
+    yield store, env
+    await store.aclose()
+
+
 @pytest.fixture
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The file crashy's tools record their executions in (in children and in this process)."""

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from agents import Agent, GuardrailFunctionOutput, InputGuardrail
 
 import banker
 from scenarios import SCENARIOS, apply_decisions, check_outcome, tool_outputs
-from conftest import require_postgres
 from timestep import open_store
 from timestep.errors import RunNotResumable
 from timestep.run_state import SDK_VERSION, RunStateStore
@@ -29,24 +27,6 @@ from timestep.testing import FakeModelServer, call, text
 DURABLE = Path(__file__).parent / "js" / "durable.mjs"
 
 pytestmark = pytest.mark.anyio
-
-@pytest.fixture(params=["pglite", "postgres"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, dict[str, str]]]:
-    """An open store, and the environment that points a Node child at the same database.
-
-    On PGlite the store stays open while Node runs: Node reaches the database through this
-    process's sidecar, never a second PGlite."""
-    env = {key: value for key, value in os.environ.items() if key not in ("PG_CONNECTION_URI", "TIMESTEP_PGLITE_DIR")}
-    if request.param == "postgres":
-        uri = require_postgres()
-        store = await open_store(uri)
-        env["PG_CONNECTION_URI"] = uri
-    else:
-        store = await open_store(pglite_path=tmp_path / "db")
-        env["TIMESTEP_PGLITE_DIR"] = str(tmp_path / "db")
-    yield store, env
-    await store.aclose()
-
 
 def node(env: dict[str, str], server: FakeModelServer, *args: str) -> dict[str, Any]:
     done = subprocess.run(

@@ -24,6 +24,7 @@ Each side is versioned: only the pairs in SUPPORTED_PAIRS convert; any other
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -317,6 +318,57 @@ def _js_invocation_records(generated: list[dict[str, Any]], interruptions: list[
         "evidence": [{"agentIdentity": agent, "invocations": records} for agent, records in evidence.items()],
         "bindings": bindings,
     }
+
+
+# ---------------------------------------------------------------------------------------
+# The Python SDK's tool invocation records (agents/_tool_invocation.py): the approval scope of a
+# tool, and the fingerprint of a call, which bind a decision recorded in a state to its call.
+
+# The fields of a call its fingerprint covers (a function call's name is in its scope instead).
+_PY_SEMANTIC_FIELDS = ("type", "server_label", "arguments", "input", "action", "actions", "pending_safety_checks",
+                       "operation", "operations", "environment", "caller")
+_PY_FINGERPRINT_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _py_fingerprint(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_PY_FINGERPRINT_JSON.encode(payload).encode("utf-8")).hexdigest()
+
+
+def _py_approval_scope(tool_name: str) -> str:
+    """The scope of a decision on every call of function tool `tool_name` (not namespaced)."""
+    return _py_fingerprint({"type": "function_call", "tool_lookup_key": ["bare", tool_name]})
+
+
+def _py_invocation_record(call: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record Python keeps of a function call waiting for approval, or None for a call
+    that is not a plain function call (its record is left to Python)."""
+    if call.get("type") != "function_call" or call.get("namespace") or not call.get("call_id") or "arguments" not in call:
+        return None
+    scope = _py_approval_scope(str(call.get("name")))
+    semantic: dict[str, Any] = {"approval_scope": scope}
+    for field in _PY_SEMANTIC_FIELDS:
+        value = call.get(field)
+        if value is not None:
+            semantic[field] = _py_arguments(value) if field == "arguments" else _without_none(value)
+    return {"type": "function_call", "approval_scope": scope, "fingerprint": _py_fingerprint(semantic), "executed": False, "completed": False}
+
+
+def _py_arguments(value: Any) -> Any:
+    """A call's arguments as Python fingerprints them: parsed when they are JSON."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value, parse_constant=_not_json)
+    except ValueError:
+        return value
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -740,6 +792,8 @@ def python_to_js(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
         record: dict[str, Any] = {"approved": decision.get("approved", []), "rejected": decision.get("rejected", [])}
         if decision.get("rejection_messages"):
             record["messages"] = decision["rejection_messages"]
+        if isinstance(decision.get("sticky_rejection_message"), str):
+            record["stickyRejectMessage"] = decision["sticky_rejection_message"]
         function_approvals.setdefault(agent, {})[_approval_key_to_js(entry.get("tool_key"), f"{where}.tool_key")] = record
     if function_approvals:
         js_context["functionApprovals"] = [{"agentIdentity": agent, "approvals": records} for agent, records in function_approvals.items()]
@@ -933,12 +987,15 @@ def js_to_python(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
     for index, entry in enumerate(context.get("functionApprovals") or []):
         where = f"context.functionApprovals[{index}]"
         for key, record in (entry.get("approvals") or {}).items():
+            tool_key = _approval_key_to_py(key, f"{where}.approvals")
             decision: dict[str, Any] = {"approved": record.get("approved", []), "rejected": record.get("rejected", [])}
             if record.get("messages"):
                 decision["rejection_messages"] = record["messages"]
-            function_approvals.append(
-                {"agent": {"name": entry.get("agentIdentity")}, "tool_key": _approval_key_to_py(key, f"{where}.approvals"), "decision": decision}
-            )
+            if isinstance(record.get("stickyRejectMessage"), str):
+                decision["sticky_rejection_message"] = record["stickyRejectMessage"]
+            if decision["approved"] is True or decision["rejected"] is True:  # every call of the tool, here
+                decision["sticky_scope"] = _py_approval_scope(tool_key)
+            function_approvals.append({"agent": {"name": entry.get("agentIdentity")}, "tool_key": tool_key, "decision": decision})
     if function_approvals:
         py_context["function_tool_approvals"] = function_approvals
 
@@ -978,6 +1035,12 @@ def js_to_python(document: Mapping[str, Any], *, carry: bool = True) -> dict[str
     step = document.get("currentStep")
     if step is not None:
         out["current_step"] = _step_to_py(items, step, carried.pop("current_step_data", {}))
+        # Python binds a decision recorded in the state to its call's invocation record, which
+        # it writes as a run pauses: written here for the calls a JavaScript run paused on.
+        for interruption in out["current_step"].get("data", {}).get("interruptions", []):
+            record = _py_invocation_record(interruption.get("raw_item") or {})
+            if record is not None:
+                py_context["tool_invocations"].setdefault(interruption["raw_item"]["call_id"], record)
     if document.get("lastModelResponse") is not None:
         out["last_model_response"] = _response_to_py(items, document["lastModelResponse"], "lastModelResponse")
     if document.get("lastProcessedResponse") is not None:

@@ -4,6 +4,9 @@
 // running sidecar; the model is the fake server at FAKE_MODEL_URL.
 //
 //   node durable.mjs pause GRAPH INPUT_JSON RUN_ID     -> {"pending": [call ids]}
+//   node durable.mjs pause-decided GRAPH INPUT_JSON RUN_ID DECISION
+//                       as pause, with DECISION made on every pending call in the saved state
+//                       ("approve", "reject:MESSAGE", "always approve", or "always reject:MESSAGE")
 //   node durable.mjs resume GRAPH RUN_ID DECISIONS [stream]
 //                                                       -> {"final", "executed", "pending"}
 //   node durable.mjs claim GRAPH RUN_ID DECISIONS [stream]
@@ -26,6 +29,24 @@ if (command === 'pause') {
   try {
     const result = await consumeResult(await runAgent(agent, JSON.parse(input), null));
     await store.save(result.state);
+    process.stdout.write(JSON.stringify({ pending: result.interruptions.map((item) => item.rawItem.callId) }));
+  } finally {
+    await store.close();
+  }
+} else if (command === 'pause-decided') {
+  const [input, sessionId, decision] = rest;
+  const store = new RunStateStore({ agent, sessionId });
+  try {
+    const result = await consumeResult(await runAgent(agent, JSON.parse(input), null));
+    const state = result.state;
+    for (const item of state.getInterruptions()) {
+      if (decision === 'approve') state.approve(item);
+      else if (decision === 'always approve') state.approve(item, { alwaysApprove: true });
+      else if (decision.startsWith('always reject:')) state.reject(item, { alwaysReject: true, message: decision.slice('always reject:'.length) });
+      else if (decision.startsWith('reject:')) state.reject(item, { message: decision.slice('reject:'.length) });
+      else throw new Error(`unknown decision ${decision}`);
+    }
+    await store.save(state);
     process.stdout.write(JSON.stringify({ pending: result.interruptions.map((item) => item.rawItem.callId) }));
   } finally {
     await store.close();
