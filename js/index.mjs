@@ -20,7 +20,7 @@ export { InvalidDecision, InvalidJournal, InvalidRunState, RunNotResumable, RunS
 export { toolCallKey } from './journal.mjs';
 
 const SDK = 'javascript';
-const SCHEMA_VERSION = 14; // the migration of timestep/store/schema.py we need (the run lifecycle and its journal)
+const SCHEMA_VERSION = 15; // the migration of timestep/store/schema.py we need (the run lifecycle and its journal)
 const CARRY = '$timestep'; // top-level key the Python converter keeps its own fields under
 
 // PostgreSQL type OIDs of the parameters and results we handle.
@@ -31,10 +31,12 @@ const OID = { bool: 16, int8: 20, int4: 23, text: 25, json: 114, float8: 701, js
 // and no conversion error.
 const SAVE = 'SELECT timestep_save_run_state($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL)';
 const ACTIVE = 'SELECT id, sdk, status, state_js, conversion_error, decisions FROM run_states WHERE run_id = $1 AND active';
-// A durable run's lifecycle (schema migrations 13 and 14), as timestep/durable_run.py drives it.
-// A claim records the decisions made on the state it resumes, for a recovery to resume with.
+// A durable run's lifecycle (schema migrations 13 to 15), as timestep/durable_run.py drives it.
+// A claim records the decisions made on the state it resumes, for a recovery to resume with:
+// those on its pending calls, and the state itself if it approves or rejects every later call
+// of a tool (which only the state can hold).
 const START = 'SELECT * FROM timestep_start_run($1, $2, $3, $4, $5, $6, $7)';
-const CLAIM = 'SELECT * FROM timestep_claim_run($1, $2, $3, $4, $5::jsonb)';
+const CLAIM = 'SELECT * FROM timestep_claim_run($1, $2, $3, $4, $5::jsonb, NULL, $6, NULL)';
 // What a claimed run goes on from: its input if it never paused, else its latest state.
 const INPUT = 'SELECT state IS NULL AND state_js IS NULL AS new, input FROM run_states WHERE run_id = $1 AND active';
 const RENEW = 'SELECT timestep_renew_run_lease($1, $2, $3) AS held';
@@ -262,6 +264,13 @@ function decisionsOn(state) {
   return Object.keys(decisions).length ? decisions : null;
 }
 
+/** Whether a state document approves or rejects every later call of some tool (alwaysApprove, alwaysReject). */
+function hasStandingDecisions(document) {
+  return (document.context?.functionApprovals ?? []).some((entry) =>
+    Object.values(entry.approvals ?? {}).some((record) => record.approved === true || record.rejected === true),
+  );
+}
+
 function leaseOwner() {
   return `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
 }
@@ -459,10 +468,12 @@ export class RunStateStore {
     const owner = leaseOwner();
     const loaded = (state && loadedRows.get(state)) ?? null;
     const decided = state ? decisionsOn(state) : null;
+    const document = state ? state.toJSON() : null;
+    const standing = document && hasStandingDecisions(document) ? JSON.stringify(document) : null;
     const { rows } = await db.query(
       CLAIM,
-      [this.sessionId, loaded === null ? null : String(loaded), owner, String(this.leaseSeconds), decided && JSON.stringify(decided)],
-      [OID.text, OID.int8, OID.text, OID.float8, OID.jsonb],
+      [this.sessionId, loaded === null ? null : String(loaded), owner, String(this.leaseSeconds), decided && JSON.stringify(decided), standing],
+      [OID.text, OID.int8, OID.text, OID.float8, OID.jsonb, OID.json],
     );
     const row = rows[0];
     if (!row.claimed) {

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import crashy
-from test_recovery import bodies, check_tools_and_end, child, journaled_calls, killed, wait_for_lease_to_expire
+from test_crosslang_runs import node as durable_node
+from test_recovery import as_if_died, bodies, check_tools_and_end, child, journaled_calls, killed, wait_for_lease_to_expire
 from timestep.errors import InvalidJournal
 from timestep.run_state import RunStateStore
 from timestep.store import Store
@@ -207,3 +208,25 @@ async def test_a_js_durable_run_hands_a_tool_s_approval_policy_the_parsed_input(
             outputs = [item["output"] for request in server.requests for item in request.body["input"] if item.get("type") == "function_call_output"]
         outcomes.append((json.loads(process.stdout), outputs))
     assert outcomes == [({"seen": [{"n": 3}], "pending": 0, "final": "ok"}, ["counted 3"])] * 2
+
+
+def pays_twice(request: RecordedRequest) -> Reply:
+    """wire_money(5), then wire_money(7), then "done"."""
+    outputs = [item for item in request.body.get("input", []) if item.get("type") == "function_call_output"]
+    if len(outputs) == 2:
+        return text("done")
+    return call("wire_money", {"amount": 5 + 2 * len(outputs)}, call_id=f"w{len(outputs) + 1}")
+
+
+async def test_an_approval_for_every_call_given_in_javascript_survives_a_recovery(database: tuple[Store, dict[str, str]]) -> None:
+    """Approved with alwaysApprove in the Node process that resumes the run: wire_money's next
+    call runs without a pause; recovered, the run replays both calls from its journal, and
+    neither pauses nor runs again."""
+    store, env = database
+    run_id = f"js-always-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([pays_twice] * 8) as server:
+        assert durable_node(env, server, "pause", "banker", json.dumps("send 5, then 7"), run_id) == {"pending": ["w1"]}
+        resumed = durable_node(env, server, "claim", "banker", run_id, json.dumps({"w1": "always approve"}))
+        assert resumed == {"final": "done", "executed": ["wire_money 5", "wire_money 7"], "pending": 0}
+        await as_if_died(store, run_id)
+        assert durable_node(env, server, "recover", "banker", run_id) == {"final": "done", "executed": [], "pending": 0}

@@ -47,11 +47,12 @@ export function makeGraph(name, baseURL) {
   return { banker: makeAgent, triage: makeTriage }[name](baseURL);
 }
 
-/** Apply a test's decisions to a loaded state: call id -> "approve", or a rejection message. */
+/** Apply a test's decisions to a loaded state: call id -> "approve", "always approve", or a rejection message. */
 export function applyDecisions(state, decisions) {
   for (const item of state.getInterruptions()) {
     const decision = decisions[item.rawItem.callId];
     if (decision === 'approve') state.approve(item);
+    else if (decision === 'always approve') state.approve(item, { alwaysApprove: true });
     else if (decision !== undefined) state.reject(item, { message: decision });
   }
 }

@@ -13,8 +13,10 @@
 //                       as resume, as a durable run (runAgent with { runStore }): it records
 //                       how the run ends itself     -> {"final", "executed", "pending"} or {"refused"}
 //
-// DECISIONS is JSON: call id -> "approve" or a rejection message (calls left out keep any
-// decision stored with the run, e.g. by `timestep runs approve`).
+//   node durable.mjs recover GRAPH RUN_ID             RunStateStore.recover() -> {"final", "executed", "pending"}
+//
+// DECISIONS is JSON: call id -> "approve", "always approve" or a rejection message (calls left
+// out keep any decision stored with the run, e.g. by `timestep runs approve`).
 import { setTracingDisabled } from '@openai/agents';
 import { RunNotResumable, RunStateStore, consumeResult, runAgent } from '../../js/index.mjs';
 import { applyDecisions, executed, makeGraph } from './banker.mjs';
@@ -79,6 +81,16 @@ if (command === 'pause') {
       if (!(err instanceof RunNotResumable)) throw err;
       process.stdout.write(JSON.stringify({ refused: err.reason, executed }));
     }
+  } finally {
+    await store.close();
+  }
+} else if (command === 'recover') {
+  const [sessionId] = rest;
+  const store = new RunStateStore({ agent, sessionId });
+  try {
+    const result = await store.recover();
+    const pending = result.interruptions?.length ?? 0;
+    process.stdout.write(JSON.stringify({ final: pending ? null : result.finalOutput, executed, pending }));
   } finally {
     await store.close();
   }
