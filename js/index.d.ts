@@ -6,7 +6,7 @@ import type {
   NonStreamRunOptions,
   RunResult,
   RunState,
-  Session,
+  Session as SessionInterface,
   StreamedRunResult,
 } from '@openai/agents';
 
@@ -38,21 +38,21 @@ export type RunAgentInput<TContext, TAgent extends Agent<any, any>> = string | A
 export function runAgent<TAgent extends Agent<any, any>, TContext = undefined>(
   agent: TAgent,
   input: RunAgentInput<TContext, TAgent>,
-  session?: Session | null,
+  session?: SessionInterface | null,
   stream?: false,
   options?: RunAgentOptions<TContext, TAgent>,
 ): Promise<RunResult<TContext, TAgent>>;
 export function runAgent<TAgent extends Agent<any, any>, TContext = undefined>(
   agent: TAgent,
   input: RunAgentInput<TContext, TAgent>,
-  session: Session | null | undefined,
+  session: SessionInterface | null | undefined,
   stream: true,
   options?: RunAgentOptions<TContext, TAgent>,
 ): Promise<StreamedRunResult<TContext, TAgent>>;
 export function runAgent<TAgent extends Agent<any, any>, TContext = undefined>(
   agent: TAgent,
   input: RunAgentInput<TContext, TAgent>,
-  session: Session | null | undefined,
+  session: SessionInterface | null | undefined,
   stream: boolean,
   options?: RunAgentOptions<TContext, TAgent>,
 ): Promise<RunResult<TContext, TAgent> | StreamedRunResult<TContext, TAgent>>;
@@ -154,9 +154,43 @@ export class RunStateStore<TAgent extends Agent<any, any> = Agent<any, any>, TCo
    * again. Resolves with the SDK's `RunResult`; throws `RunNotResumable` if the run is finished
    * or held (and nothing runs), `InvalidJournal` if the Python SDK journaled it.
    */
-  recover(options?: Omit<RunAgentOptions<TContext, TAgent>, 'runStore'> & { session?: Session | null }): Promise<RunResult<TContext, TAgent>>;
+  recover(options?: Omit<RunAgentOptions<TContext, TAgent>, 'runStore'> & { session?: SessionInterface | null }): Promise<RunResult<TContext, TAgent>>;
   /** Delete every saved state of this run, history included; resolves with how many rows went. */
   clear(): Promise<number>;
   /** Close the pool or the sidecar connection (the store reconnects if used again). */
+  close(): Promise<void>;
+}
+
+/** Where a `Session` keeps its items. */
+export interface SessionOptions {
+  /** The session id; a new `crypto.randomUUID()` if omitted. */
+  sessionId?: string;
+  /** A `postgresql://` URI; else PG_CONNECTION_URI (unless `pgliteDir` is given). */
+  connectionString?: string;
+  /** An embedded PGlite directory, reached through the timestep sidecar serving it (as `RunStateStore`). */
+  pgliteDir?: string;
+  /** Seconds of inactivity after which the session reads as empty; null (the default) for never. */
+  ttl?: number | null;
+}
+
+/**
+ * `@openai/agents`' session interface on timestep's `agent_sessions` / `agent_messages` tables,
+ * the ones Python's `timestep.Session` uses: a conversation either SDK continues. Items are
+ * stored in the Responses API's input format (as Python stores them) and read as this SDK's.
+ */
+export class Session implements SessionInterface {
+  constructor(options?: SessionOptions);
+  readonly sessionId: string;
+  readonly ttl: number | null;
+  getSessionId(): Promise<string>;
+  /** The latest `limit` items (all when omitted), oldest first. */
+  getItems(limit?: number): Promise<AgentInputItem[]>;
+  /** Append items, atomically. */
+  addItems(items: AgentInputItem[]): Promise<void>;
+  /** Remove and return the newest item; undefined when the session is empty. */
+  popItem(): Promise<AgentInputItem | undefined>;
+  /** Delete the session and its items. */
+  clearSession(): Promise<void>;
+  /** Close the connection; the session reconnects if used again. */
   close(): Promise<void>;
 }

@@ -11,20 +11,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run, Runner, RunState, StreamedRunResult } from '@openai/agents';
-import pg from 'pg';
 import { InvalidDecision, InvalidRunState, RunNotResumable, RunStateNotFound } from './errors.mjs';
 import { RunJournal, hookGraph, hookedProvider } from './journal.mjs';
-import { SidecarClient, defaultPgliteDir } from './sidecar-client.mjs';
+import { Database, OID } from './backend.mjs';
+import { Session } from './session.mjs';
 
+export { Session } from './session.mjs';
 export { InvalidDecision, InvalidJournal, InvalidRunState, RunNotResumable, RunStateNotFound } from './errors.mjs';
 export { toolCallKey } from './journal.mjs';
 
 const SDK = 'javascript';
-const SCHEMA_VERSION = 15; // the migration of timestep/store/schema.py we need (the run lifecycle and its journal)
 const CARRY = '$timestep'; // top-level key the Python converter keeps its own fields under
-
-// PostgreSQL type OIDs of the parameters and results we handle.
-const OID = { bool: 16, int8: 20, int4: 23, text: 25, json: 114, float8: 701, jsonb: 3802 };
 
 // The save timestep/run_state.py makes (schema migration 12): the run's lock, its active row
 // retired, the new one inserted, in one statement. Only the JavaScript form: no Python state
@@ -44,7 +41,6 @@ const END = 'SELECT timestep_end_run($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, N
 const LEASE_SECONDS = 60;
 const MARK_RESUMED = 'UPDATE run_states SET resumed_at = now() WHERE id = $1';
 const DELETE = 'DELETE FROM run_states WHERE run_id = $1';
-const SCHEMA = 'SELECT coalesce(max(version), 0) AS version FROM timestep_schema';
 
 /** Why run `runId`, whose active row is in `status`, cannot be taken (worded as run_state.py words it). */
 function notResumable(runId, row, superseded = false) {
@@ -142,7 +138,7 @@ let durableRunner;
 async function runHeld(agent, input, runOptions, lease) {
   let result;
   try {
-    const journal = await lease.journal();
+    const journal = await lease.journal(runOptions.session);
     hookGraph(agent);
     if (!durableRunner) {
       durableRunner = new Runner();
@@ -201,12 +197,20 @@ class RunLease {
     this.#timer.unref();
   }
 
-  /** The journal of the segment this lease holds: empty, or what a claimed segment did before. */
-  journal() {
-    if (this.claimedFrom === null || this.claimedFrom === 'interrupted') {
-      return new RunJournal(this.db, this.store.sessionId, this.stateId, this.owner);
-    }
-    return RunJournal.open(this.db, this.store.sessionId, this.stateId, this.owner, { afterFailure: this.claimedFrom === 'failed' });
+  /**
+   * The journal of the segment this lease holds: empty, or what a claimed segment did before. A
+   * timestep Session in the run's database is journaled with its writes.
+   */
+  async journal(session) {
+    const journal =
+      this.claimedFrom === null || this.claimedFrom === 'interrupted'
+        ? new RunJournal(this.db, this.store.sessionId, this.stateId, this.owner)
+        : await RunJournal.open(this.db, this.store.sessionId, this.stateId, this.owner, {
+            afterFailure: this.claimedFrom === 'failed',
+            sessionId: session?.sessionId ?? null,
+          });
+    if (session instanceof Session && session.target === this.store._target) await journal.recordSession(session);
+    return journal;
   }
 
   /** Record `interrupted` (the state saved) or `finished` (the final output), and let go. */
@@ -275,99 +279,10 @@ function leaseOwner() {
   return `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
 }
 
-// --- Backends: the same calls over PostgreSQL and over the sidecar ---------------------------
-// query(sql, params, types) -> { rows: [{column: value}], affected }; close()
-// Params are PostgreSQL text (strings or null) for both; `types` only matter to the sidecar.
-
-/** PostgreSQL through a pg.Pool. */
-class PostgresBackend {
-  constructor(connectionString) {
-    this.pool = new pg.Pool({ connectionString, max: 4 });
-    // An idle client losing its server must not crash the process; the next query reports it.
-    this.pool.on('error', () => {});
-  }
-
-  async query(sql, params) {
-    const result = await this.pool.query(sql, params);
-    return { rows: result.rows, affected: result.rowCount ?? 0 };
-  }
-
-  async close() {
-    await this.pool.end();
-  }
-}
-
-/** One sidecar result value (PostgreSQL text) as JavaScript, by its type OID. */
-function parseValue(text, oid) {
-  if (text === null) return null;
-  switch (oid) {
-    case OID.json:
-    case OID.jsonb:
-      return JSON.parse(text);
-    case OID.int4:
-    case OID.int8:
-      return Number(text);
-    case OID.bool:
-      return text === 't';
-    default:
-      return text;
-  }
-}
-
-/** Embedded PGlite through the running sidecar's socket. */
-class SidecarBackend {
-  constructor(client) {
-    this.client = client;
-  }
-
-  static async connect(dir) {
-    return new SidecarBackend(await SidecarClient.connect(dir));
-  }
-
-  async query(sql, params, types) {
-    const reply = await this.client.query(sql, params, types);
-    const rows = reply.rows.map((row) => Object.fromEntries(reply.names.map((name, i) => [name, parseValue(row[i], reply.types[i])])));
-    return { rows, affected: reply.affected };
-  }
-
-  async close() {
-    await this.client.close();
-  }
-}
-
-/** The backend the options (else the environment) name; mirrors open_store() in Python. */
-async function openBackend({ connectionString, pgliteDir }) {
-  if (connectionString && pgliteDir) throw new TypeError('give either connectionString or pgliteDir, not both');
-  const uri = connectionString || (pgliteDir ? undefined : process.env.PG_CONNECTION_URI || undefined);
-  if (uri) {
-    if (!/^postgres(ql)?:\/\//.test(uri)) {
-      throw new TypeError(`cannot open ${JSON.stringify(uri)}: use a postgresql:// URI, or none for the embedded PGlite`);
-    }
-    return new PostgresBackend(uri);
-  }
-  return SidecarBackend.connect(pgliteDir || defaultPgliteDir());
-}
-
-/** Refuse a database the Python side has not migrated to SCHEMA_VERSION: JavaScript never creates tables. */
-async function checkSchema(backend) {
-  let version = 0;
-  try {
-    version = (await backend.query(SCHEMA, [], [])).rows[0].version;
-  } catch (err) {
-    if (err.code !== '42P01') throw err; // undefined_table: a database timestep never opened
-  }
-  if (version < SCHEMA_VERSION) {
-    throw new Error(
-      `the database has no timestep tables at schema ${SCHEMA_VERSION} yet (it is at ${version}); ` +
-        'open it once from Python (`timestep doctor`) to create them',
-    );
-  }
-}
-
 /** Saved states of one run (`sessionId`), resumable with `agent`'s graph. */
 export class RunStateStore {
   #options;
-  #backend = null; // a promise of the checked backend, made on first use
+  #database;
 
   constructor({ agent, sessionId, connectionString, pgliteDir, leaseSeconds = LEASE_SECONDS } = {}) {
     if (!agent) throw new TypeError('RunStateStore needs { agent }: the graph saved states resume with');
@@ -376,28 +291,18 @@ export class RunStateStore {
     this.sessionId = sessionId ?? crypto.randomUUID();
     this.leaseSeconds = leaseSeconds;
     this.#options = { connectionString, pgliteDir };
+    this.#database = new Database(this.#options);
   }
 
-  /** Connect and check the schema once; a failed attempt is forgotten so the next call retries. */
   #db() {
-    if (!this.#backend) {
-      const attempt = (async () => {
-        const backend = await openBackend(this.#options);
-        try {
-          await checkSchema(backend);
-        } catch (err) {
-          await backend.close().catch(() => {});
-          throw err;
-        }
-        return backend;
-      })();
-      this.#backend = attempt;
-      attempt.catch(() => {
-        if (this.#backend === attempt) this.#backend = null;
-      });
-    }
-    return this.#backend;
+    return this.#database.db();
   }
+
+  /** Which database the store is in (see Session.target). */
+  get _target() {
+    return this.#database.target;
+  }
+
 
   /** Save `state` as this run's active state, in one transaction; earlier saves stay as history. */
   async save(state) {
@@ -488,24 +393,33 @@ export class RunStateStore {
    * What its journal holds is replayed, not done again: a model response or tool output of the
    * segment is taken from the journal, and the run goes on live from the first step it lacks.
    * Returns the SDK's RunResult; throws RunNotResumable if the run is finished or held, and then
-   * nothing runs. `options` are runAgent's (a `session` among them).
+   * nothing runs. `options` are runAgent's, and `session`: by default the timestep Session the
+   * journal says the run wrote to, if it wrote to one.
    */
   async recover(options = {}) {
-    const { session, ...sdkOptions } = options;
+    let { session, ...sdkOptions } = options;
     const lease = await this._claim(null);
     let input;
+    let opened = null; // the session the journal names, opened here and closed after the run
     try {
       const db = await this.#db();
       const { rows } = await db.query(INPUT, [this.sessionId], [OID.text]);
       input = rows[0]?.new ? rows[0].input : await this.load();
+      const journaledIn = session === undefined ? await RunJournal.sessionOf(db, lease.stateId) : null;
+      if (journaledIn !== null) session = opened = new Session({ sessionId: journaledIn, ...this.#options });
     } catch (err) {
       await lease.fail(err);
       throw err;
     }
     const runOptions = { ...sdkOptions, stream: false };
     if (session != null) runOptions.session = session;
-    return runHeld(this.agent, input, runOptions, lease);
+    try {
+      return await runHeld(this.agent, input, runOptions, lease);
+    } finally {
+      await opened?.close();
+    }
   }
+
 
   /** A row's JavaScript document as a RunState of this store's agent graph. */
   async #decode(row) {
@@ -541,15 +455,6 @@ export class RunStateStore {
 
   /** Close the connection (pool or sidecar socket); the store can be used again after, reconnecting. */
   async close() {
-    const pending = this.#backend;
-    this.#backend = null;
-    if (!pending) return;
-    let backend;
-    try {
-      backend = await pending;
-    } catch {
-      return; // never connected
-    }
-    await backend.close();
+    await this.#database.close();
   }
 }

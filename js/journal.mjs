@@ -13,7 +13,9 @@
 //
 // Steps are keyed as in Python: a model response by its number in the segment, a tool output by
 // its call id and the number of model responses before it; each payload says it was written
-// by this SDK, and a journal written by the other SDK is refused (InvalidJournal).
+// by this SDK, and a journal written by the other SDK is refused (InvalidJournal). A timestep
+// Session's writes (js/session.mjs) are journaled with their items, in one statement, as
+// Python's are; a recovery deletes them and the replay writes them again.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Runner, Usage } from '@openai/agents';
 import { InvalidJournal, RunNotResumable } from './errors.mjs';
@@ -24,6 +26,12 @@ const OID = { int4: 23, int8: 20, text: 25, json: 114 };
 
 const STEPS = 'SELECT kind, turn, call_id, seq, payload FROM run_steps WHERE state_id = $1';
 const FORGET_STEP = "DELETE FROM run_steps WHERE state_id = $1 AND kind = 'model' AND turn = $2";
+const SESSION_OF = "SELECT payload ->> 'session_id' AS session_id FROM run_steps WHERE state_id = $1 AND kind = 'session' LIMIT 1";
+// The session writes of a segment undone: their items deleted, and the steps that recorded them.
+const REWIND_SESSION = `
+    WITH undone AS (DELETE FROM run_steps WHERE state_id = $1 AND kind = 'session' RETURNING payload)
+    DELETE FROM agent_messages m USING undone, json_array_elements_text(undone.payload -> 'ids') AS added (id)
+    WHERE m.id = added.id::bigint AND m.session_id = undone.payload ->> 'session_id'`;
 // The statements of timestep/journal.py: a step written only while its owner holds the run's
 // row (under a share lock of it), and a step already journaled with whether it still does.
 const JOURNAL = `
@@ -45,6 +53,11 @@ const TOOL_CALL = new AsyncLocalStorage();
 // Models and tools whose methods are hooked already.
 const hooked = new WeakSet();
 
+/** The journal of the durable run this code runs in, or null. */
+export function activeJournal() {
+  return ACTIVE.getStore() ?? null;
+}
+
 /**
  * Inside a function tool of a durable run: a key naming this tool call, the same when a
  * recovery runs the call again (a call that was running when its process died has no journaled
@@ -63,24 +76,40 @@ export class RunJournal {
     this.stateId = stateId;
     this.owner = owner;
     this.entered = false; // set as the run begins: a run begun inside it is not its steps
+    this.session = null; // the session whose writes are journaled (a timestep Session)
+    this.sessionWrites = 0;
     this.modelResponses = 0; // model responses of the segment so far, replayed or live
     this.recorded = new Map(steps.map((row) => [stepKey(row.kind, row.turn, row.call_id), row.payload]));
     this.seq = Math.max(0, ...steps.map((row) => row.seq));
   }
 
   /**
-   * The journal of a segment that may have run before (a claim): its steps. After a failure, a
-   * model response that was the segment's last step is dropped: the run may have failed on it,
-   * and a retry asks the model again. A journal the Python SDK wrote is refused.
+   * The journal of a segment that may have run before (a claim): its steps, with the session
+   * writes it made undone, so that the replay makes them again (in session `sessionId`, which
+   * must be the one they were made in). After a failure, a model response that was the
+   * segment's last step is dropped: the run may have failed on it, and a retry asks the model
+   * again. A journal the Python SDK wrote is refused.
    */
-  static async open(db, runId, stateId, owner, { afterFailure }) {
+  static async open(db, runId, stateId, owner, { afterFailure, sessionId }) {
     let { rows: steps } = await db.query(STEPS, [String(stateId)], [OID.int8]);
-    const foreign = steps.find((row) => row.payload?.sdk !== SDK);
+    const foreign = steps.find((row) => row.kind !== 'session' && row.payload?.sdk !== SDK);
     if (foreign) {
       throw new InvalidJournal(
         `cannot replay run ${JSON.stringify(runId)} in JavaScript: its journal (segment ${stateId}) was written by the ` +
           'Python SDK; recover it from Python (RunStateStore(agent, run_id).recover(), or `timestep runs resume`)',
       );
+    }
+    const written = steps.filter((row) => row.kind === 'session');
+    if (written.length) {
+      const journaledIn = [...new Set(written.map((row) => row.payload.session_id))];
+      if (journaledIn.length !== 1 || journaledIn[0] !== sessionId) {
+        throw new InvalidJournal(
+          `run ${JSON.stringify(runId)} wrote its conversation to session ${JSON.stringify(journaledIn[0])}, not ` +
+            `${JSON.stringify(sessionId ?? null)}: recover it with that session (new Session({ sessionId: ${JSON.stringify(journaledIn[0])} }))`,
+        );
+      }
+      await db.query(REWIND_SESSION, [String(stateId)], [OID.int8]);
+      steps = steps.filter((row) => row.kind !== 'session');
     }
     if (afterFailure && steps.length) {
       const last = steps.reduce((a, b) => (b.seq > a.seq ? b : a));
@@ -90,6 +119,39 @@ export class RunJournal {
       }
     }
     return new RunJournal(db, runId, stateId, owner, steps);
+  }
+
+  /** The session the segment wrote its conversation to, if it wrote any. */
+  static async sessionOf(db, stateId) {
+    const { rows } = await db.query(SESSION_OF, [String(stateId)], [OID.int8]);
+    return rows[0]?.session_id ?? null;
+  }
+
+  /**
+   * Journal the session the run keeps its conversation in, before anything else: the JS SDK
+   * writes a run's conversation as the run ends, and a recovery of a run that died before that
+   * must know where to write it.
+   */
+  async recordSession(session) {
+    this.session = session;
+    await this.#journal('session', 0, 'opened', { session_id: session.sessionId, ids: [] });
+  }
+
+  /** Whether `session`'s writes are this run's, journaled with their items. */
+  journalsSession(session) {
+    return session != null && session === this.session;
+  }
+
+  /** The journal's parameters to a journaled session write: the run's row, its owner, the write's number, the sequence. */
+  sessionWriteParams() {
+    this.seq += 1;
+    return [this.stateId, this.owner, this.sessionWrites, this.seq];
+  }
+
+  /** Count a journaled session write; throw if the run was taken meanwhile. */
+  sessionWritten(journaled) {
+    if (!journaled) throw this.lost();
+    this.sessionWrites += 1;
   }
 
   /** Run `fn` (the SDK's run of the segment) with this journal recording its steps. */

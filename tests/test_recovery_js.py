@@ -17,9 +17,10 @@ import pytest
 
 import crashy
 from test_crosslang_runs import node as durable_node
-from test_recovery import as_if_died, bodies, check_tools_and_end, child, journaled_calls, killed, wait_for_lease_to_expire
+from test_recovery import as_if_died, bodies, without_ids, check_tools_and_end, child, journaled_calls, killed, wait_for_lease_to_expire
 from timestep.errors import InvalidJournal
 from timestep.run_state import RunStateStore
+from timestep.session import Session
 from timestep.store import Store
 from timestep.store.node import find_node
 from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, text
@@ -56,7 +57,7 @@ def finished(process: subprocess.Popen[str]) -> dict[str, Any]:
 def uninterrupted(name: str, ledger: Path, **env: str) -> tuple[list[Any], Any]:
     """The requests and output of the JS crashy run done in one go (not durable)."""
     with FakeModelServer([crashy.answer] * 12) as server:
-        output = finished(node(name, server, "plain", **env))["final"]
+        output = finished(node(name, server, "plain", f"baseline-{uuid.uuid4().hex[:8]}", **env))["final"]
     assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
     ledger.unlink()
     return bodies(server.requests), output
@@ -230,3 +231,30 @@ async def test_an_approval_for_every_call_given_in_javascript_survives_a_recover
         assert resumed == {"final": "done", "executed": ["wire_money 5", "wire_money 7"], "pending": 0}
         await as_if_died(store, run_id)
         assert durable_node(env, server, "recover", "banker", run_id) == {"final": "done", "executed": [], "pending": 0}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+@pytest.mark.parametrize("crash_at", ["tool_end:step_b", "session_written"])
+async def test_a_js_run_with_a_session_recovers_its_conversation(
+    named_store: tuple[str, Store], ledger: Path, stream: bool, crash_at: str
+) -> None:
+    """A timestep Session's writes are journaled in JavaScript too (the JS SDK writes a run's
+    conversation as the run ends): recovered in the session its journal names, whether it died
+    before or after that write, the conversation holds what an uninterrupted run leaves, once."""
+    name, store = named_store
+    with FakeModelServer([crashy.answer] * 12) as server:
+        baseline = finished(node(name, server, "plain", f"baseline-{uuid.uuid4().hex[:8]}", CRASHY_SESSION="1"))
+    ledger.unlink()
+    run_id = f"js-crash-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([crashy.answer] * 10) as server:
+        killed(node(name, server, "start", run_id, "stream" if stream else "run", CRASH_AT=crash_at, CRASHY_SESSION="1"))
+        steps = await store.fetch("SELECT call_id FROM run_steps WHERE run_id = $1 AND kind = 'session' ORDER BY seq", run_id)
+        # The session, named as the run began; and its conversation, if written before the kill.
+        assert [step["call_id"] for step in steps] == ["opened", ""] if crash_at == "session_written" else ["opened"]
+        await wait_for_lease_to_expire(store, run_id)
+        recovered = finished(node(name, server, "recover", run_id, CRASHY_SESSION="1"))
+        assert len(server.requests) == 4
+    assert recovered["final"] == baseline["final"] == "done"
+    assert without_ids(recovered["items"]) == without_ids(baseline["items"])
+    assert len(await Session(run_id, store=store).get_items()) == len(baseline["items"])
+    assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]

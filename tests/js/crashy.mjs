@@ -5,13 +5,16 @@
 //
 // - `tool_start:NAME`: as tool NAME is about to run (the model response asking for it journaled);
 // - `tool_end:NAME`: once tool NAME has returned (its output journaled);
-// - `tool_body:NAME`: inside tool NAME, after its side effect (the ledger line).
+// - `tool_body:NAME`: inside tool NAME, after its side effect (the ledger line);
+// - `session_written`: once the run has written its conversation to its Session.
 //
 // With CRASHY_APPROVE_B=1, step_b needs approval (the run pauses before it); with CRASHY_TRIAGE=1
-// the run begins with `triage`, which hands off to `crashy`. The database is
+// the run begins with `triage`, which hands off to `crashy`; with CRASHY_SESSION=1 the run keeps
+// its conversation in a timestep Session named by the run id (and prints its items, "items";
+// a recovery finds the session in the journal). The database is
 // PG_CONNECTION_URI, else the PGlite directory TIMESTEP_PGLITE_DIR through its running sidecar.
 //
-//   node crashy.mjs plain                  an uninterrupted run, not durable -> {"final"}
+//   node crashy.mjs plain [RUN_ID]         an uninterrupted run, not durable -> {"final"}
 //   node crashy.mjs start RUN_ID [stream]  a durable run on new input        -> {"final"} or {"pending"}
 //   node crashy.mjs resume RUN_ID          load the paused run, approve its calls in memory, resume it
 //   node crashy.mjs recover RUN_ID         RunStateStore.recover()           -> {"final"} or {"refused"}
@@ -19,7 +22,7 @@ import fs from 'node:fs';
 import { Agent, OpenAIResponsesModel, setTracingDisabled, tool } from '@openai/agents';
 import OpenAI from 'openai';
 import { z } from 'zod';
-import { RunNotResumable, RunStateStore, consumeResult, runAgent, toolCallKey } from '../../js/index.mjs';
+import { RunNotResumable, RunStateStore, Session, consumeResult, runAgent, toolCallKey } from '../../js/index.mjs';
 
 setTracingDisabled(true);
 
@@ -60,12 +63,19 @@ function makeAgent() {
 const [command, runId, stream] = process.argv.slice(2);
 const agent = makeAgent();
 const runStore = new RunStateStore({ agent, sessionId: runId, leaseSeconds: 1 });
+class CrashingSession extends Session {
+  async addItems(items) {
+    await super.addItems(items);
+    crashIf('session_written');
+  }
+}
+const session = process.env.CRASHY_SESSION === '1' ? new CrashingSession({ sessionId: runId }) : null;
 try {
   let result;
   if (command === 'plain') {
-    result = await runAgent(agent, 'go');
+    result = await runAgent(agent, 'go', session);
   } else if (command === 'start') {
-    result = await consumeResult(await runAgent(agent, 'go', null, stream === 'stream', { runStore }));
+    result = await consumeResult(await runAgent(agent, 'go', session, stream === 'stream', { runStore }));
   } else if (command === 'resume') {
     const state = await runStore.load();
     for (const item of state.getInterruptions()) state.approve(item);
@@ -84,8 +94,8 @@ try {
   if (result?.interruptions?.length) {
     process.stdout.write(JSON.stringify({ pending: result.interruptions.map((item) => item.rawItem.callId) }));
   } else if (result) {
-    process.stdout.write(JSON.stringify({ final: result.finalOutput }));
+    process.stdout.write(JSON.stringify({ final: result.finalOutput, ...(session ? { items: await session.getItems() } : {}) }));
   }
 } finally {
-  await runStore.close();
+  await Promise.all([runStore.close(), session?.close()]);
 }
