@@ -48,3 +48,11 @@ export class InvalidJournal extends InvalidRunState {
     this.name = 'InvalidJournal';
   }
 }
+
+/** A model name cannot be routed: an unknown prefix, or a provider missing its key. */
+export class ModelRoutingError extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'ModelRoutingError';
+  }
+}

@@ -3,6 +3,8 @@
 import type {
   Agent,
   AgentInputItem,
+  Model,
+  ModelProvider,
   NonStreamRunOptions,
   RunResult,
   RunState,
@@ -193,4 +195,53 @@ export class Session implements SessionInterface {
   clearSession(): Promise<void>;
   /** Close the connection; the session reconnects if used again. */
   close(): Promise<void>;
+}
+
+/** A model name cannot be routed: an unknown prefix, or a provider missing its key. */
+export class ModelRoutingError extends Error {
+  name: 'ModelRoutingError';
+}
+
+/** Every model of one OpenAI-compatible server (vLLM, LM Studio, llama.cpp, a gateway). */
+export class OpenAICompatibleProvider implements ModelProvider {
+  constructor(options: { baseURL: string; apiKey?: string | null; api?: 'chat_completions' | 'responses' });
+  readonly baseURL: string;
+  readonly api: 'chat_completions' | 'responses';
+  getModel(modelName?: string): Model;
+}
+
+/** `ollama/` models: the local server (OLLAMA_BASE_URL, OLLAMA_HOST), or Ollama's cloud for `-cloud` names (OLLAMA_API_KEY). */
+export class OllamaProvider implements ModelProvider {
+  constructor(env?: Record<string, string | undefined> | null);
+  localURL(): string;
+  getModel(modelName?: string): Model;
+}
+
+/** Prefix -> model provider. */
+export class MultiModelProviderMap {
+  hasPrefix(prefix: string): boolean;
+  getMapping(): Map<string, ModelProvider>;
+  addProvider(prefix: string, provider: ModelProvider): void;
+  removeProvider(prefix: string): void;
+  getProvider(prefix: string): ModelProvider | null;
+  /** Route `<prefix>/<model>` to an OpenAI-compatible server; returns its provider. */
+  addOpenAICompatible(
+    prefix: string,
+    options: { baseURL: string; apiKey?: string | null; api?: 'chat_completions' | 'responses' },
+  ): OpenAICompatibleProvider;
+  /** A provider for each TIMESTEP_PROVIDER_<NAME>_BASE_URL (with _API_KEY and _API) in `env`. */
+  static fromEnv(env?: Record<string, string | undefined>): MultiModelProviderMap;
+}
+
+/**
+ * Routes a model by its name's prefix: none or `openai/` to `openaiProvider` (default: the SDK's
+ * default provider), `ollama/` to Ollama, and any prefix in `providerMap` (default: the
+ * environment's). An unknown prefix throws `ModelRoutingError` listing the known ones.
+ */
+export class MultiModelProvider implements ModelProvider {
+  constructor(options?: { providerMap?: MultiModelProviderMap | null; openaiProvider?: ModelProvider | null });
+  readonly providerMap: MultiModelProviderMap;
+  readonly openaiProvider: ModelProvider;
+  knownPrefixes(): string[];
+  getModel(modelName?: string): Promise<Model> | Model;
 }

@@ -10,14 +10,16 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run, Runner, RunState, StreamedRunResult } from '@openai/agents';
+import { Runner, RunState, StreamedRunResult } from '@openai/agents';
 import { InvalidDecision, InvalidRunState, RunNotResumable, RunStateNotFound } from './errors.mjs';
 import { RunJournal, hookGraph, hookedProvider } from './journal.mjs';
 import { Database, OID } from './backend.mjs';
+import { MultiModelProvider } from './models.mjs';
 import { Session } from './session.mjs';
 
 export { Session } from './session.mjs';
-export { InvalidDecision, InvalidJournal, InvalidRunState, RunNotResumable, RunStateNotFound } from './errors.mjs';
+export { InvalidDecision, InvalidJournal, InvalidRunState, ModelRoutingError, RunNotResumable, RunStateNotFound } from './errors.mjs';
+export { MultiModelProvider, MultiModelProviderMap, OllamaProvider, OpenAICompatibleProvider } from './models.mjs';
 export { toolCallKey } from './journal.mjs';
 
 const SDK = 'javascript';
@@ -114,22 +116,33 @@ function readAgentsVersion() {
 }
 
 /**
- * Run `agent` on `input` (text, input items, or a RunState to resume) with `session`.
- * Returns the SDK's result unchanged: a RunResult, or with `stream` a StreamedRunResult
+ * Run `agent` on `input` (text, input items, or a RunState to resume) with `session`, routing
+ * model names by prefix (MultiModelProvider). Returns the SDK's result unchanged: a RunResult, or with `stream` a StreamedRunResult
  * (drain it with consumeResult). SDK errors propagate unchanged.
  */
 export async function runAgent(agent, input, session, stream = false, options = {}) {
   const { runStore, ...sdkOptions } = options;
   const runOptions = { ...sdkOptions, stream: Boolean(stream) };
   if (session != null) runOptions.session = session; // the SDK wants a Session or nothing
-  if (!runStore) return run(agent, input, runOptions);
+  if (!runStore) return runners().plain.run(agent, input, runOptions);
   const lease = await (input instanceof RunState ? runStore._claim(input) : runStore._start(input));
   return runHeld(agent, input, runOptions, lease);
 }
 
-// The runner of durable runs: the SDK's default one, but the models it makes from names are
-// hooked for the journal (js/journal.mjs), as the agents' own models are.
-let durableRunner;
+let runnersMade = null;
+
+/**
+ * The runners runAgent runs with, made once per process: the SDK's, routing model names by
+ * prefix (MultiModelProvider); a durable run's also hooks the models it makes from names for
+ * its journal (js/journal.mjs), as the agents' own models are.
+ */
+function runners() {
+  if (!runnersMade) {
+    const routing = new MultiModelProvider();
+    runnersMade = { plain: new Runner({ modelProvider: routing }), durable: new Runner({ modelProvider: hookedProvider(routing) }) };
+  }
+  return runnersMade;
+}
 
 /**
  * runAgent for a run this process holds under `lease`: run it with its journal (a recovery
@@ -140,11 +153,7 @@ async function runHeld(agent, input, runOptions, lease) {
   try {
     const journal = await lease.journal(runOptions.session);
     hookGraph(agent);
-    if (!durableRunner) {
-      durableRunner = new Runner();
-      durableRunner.config.modelProvider = hookedProvider(durableRunner.config.modelProvider);
-    }
-    result = await journal.run(() => durableRunner.run(agent, input, runOptions));
+    result = await journal.run(() => runners().durable.run(agent, input, runOptions));
   } catch (err) {
     await lease.fail(err);
     throw err;
