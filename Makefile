@@ -15,7 +15,7 @@ TEMPLATE := timestep/_template/.made
 
 setup: $(READY) $(TEMPLATE)
 
-$(TEMPLATE): $(READY) timestep/store/schema.py
+$(TEMPLATE): $(READY) timestep/store/schema.py $(wildcard timestep/store/migrations/*.sql)
 	rm -rf timestep/_template
 	$(BIN)/python -c 'import asyncio, pathlib; from timestep.store.template import write_shipped; asyncio.run(write_shipped(pathlib.Path("timestep/_template")))'
 	touch $@
@@ -44,6 +44,8 @@ test: setup
 	if [ -z "$$uri" ] && $(BIN)/python -c 'import psycopg; psycopg.connect("$(LOCAL_PG)", connect_timeout=3).close()' 2>/dev/null; then \
 		uri="$(LOCAL_PG)"; echo "PostgreSQL half: $$uri"; fi; \
 	PG_CONNECTION_URI="$$uri" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@# The JavaScript module's own tests, on the Node timestep bundles.
+	"$$($(BIN)/python -c 'from timestep.store.node import find_node; print(find_node())')" --test tests/js/unit/
 
 bench: setup
 	$(BIN)/python bench/store.py

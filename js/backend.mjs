@@ -1,9 +1,16 @@
 // Where timestep's JavaScript module keeps its rows: PostgreSQL (through `pg`) or the embedded
-// PGlite database, reached through the sidecar serving its directory. The same calls over both.
+// PGlite database, reached through the sidecar serving its directory. The same calls over both,
+// and the same schema as Python's: the migration files of timestep/store/migrations, applied as
+// timestep/store/schema.py applies them (one transaction, under the same advisory lock, each
+// recorded in timestep_schema), so a Node-only project needs nothing from Python.
+import fs from 'node:fs';
 import pg from 'pg';
-import { SidecarClient, defaultPgliteDir } from './sidecar-client.mjs';
+import { connectEmbedded } from './embedded.mjs';
+import { defaultPgliteDir } from './sidecar-client.mjs';
 
-const SCHEMA_VERSION = 15; // the migration of timestep/store/schema.py we need (the run lifecycle and its journal)
+const MIGRATIONS_DIR = new URL('../timestep/store/migrations/', import.meta.url);
+// 'timestep' as a 64-bit integer: the advisory lock every migrating process takes (schema.py's).
+const MIGRATION_LOCK = BigInt(`0x${Buffer.from('timestep').toString('hex')}`).toString();
 const SCHEMA = 'SELECT coalesce(max(version), 0) AS version FROM timestep_schema';
 
 // PostgreSQL type OIDs of the parameters and results we handle.
@@ -23,6 +30,21 @@ class PostgresBackend {
   async query(sql, params) {
     const result = await this.pool.query(sql, params);
     return { rows: result.rows, affected: result.rowCount ?? 0 };
+  }
+
+  /** Run [sql, params] statements in one transaction: all take effect or none. */
+  async batch(statements) {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (const [sql, params] of statements) await client.query(sql, params);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   async close() {
@@ -54,13 +76,18 @@ class SidecarBackend {
   }
 
   static async connect(dir) {
-    return new SidecarBackend(await SidecarClient.connect(dir));
+    return new SidecarBackend(await connectEmbedded(dir));
   }
 
   async query(sql, params, types) {
     const reply = await this.client.query(sql, params, types);
     const rows = reply.rows.map((row) => Object.fromEntries(reply.names.map((name, i) => [name, parseValue(row[i], reply.types[i])])));
     return { rows, affected: reply.affected };
+  }
+
+  /** Run [sql, params, types] statements in one transaction: all take effect or none. */
+  async batch(statements) {
+    await this.client.batch(statements);
   }
 
   async close() {
@@ -81,22 +108,37 @@ async function openBackend({ connectionString, pgliteDir }) {
   return SidecarBackend.connect(pgliteDir || defaultPgliteDir());
 }
 
-/** Refuse a database the Python side has not migrated to SCHEMA_VERSION: JavaScript never creates tables. */
-async function checkSchema(backend) {
+/** The migration files, in order: [version, sql]. */
+function migrations() {
+  return fs
+    .readdirSync(MIGRATIONS_DIR)
+    .filter((name) => /^\d+_.*\.sql$/.test(name))
+    .map((name) => [Number(name.split('_', 1)[0]), fs.readFileSync(new URL(name, MIGRATIONS_DIR), 'utf8')])
+    .sort(([a], [b]) => a - b);
+}
+
+/** Apply every migration the database lacks, as schema.py's migrate() does; return its version. */
+async function migrate(backend) {
   let version = 0;
   try {
     version = (await backend.query(SCHEMA, [], [])).rows[0].version;
   } catch (err) {
     if (err.code !== '42P01') throw err; // undefined_table: a database timestep never opened
   }
-  if (version < SCHEMA_VERSION) {
-    throw new Error(
-      `the database has no timestep tables at schema ${SCHEMA_VERSION} yet (it is at ${version}); ` +
-        'open it once from Python (`timestep doctor`) to create them',
-    );
-  }
+  const missing = migrations().filter(([number]) => number > version);
+  if (!missing.length) return version;
+  await backend.batch([
+    ['SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK], [OID.int8]],
+    ['CREATE TABLE IF NOT EXISTS timestep_schema ( version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())', [], []],
+    ...missing.map(([number, sql]) => [
+      `DO $migration$ BEGIN IF NOT EXISTS (SELECT 1 FROM timestep_schema WHERE version = ${number}) THEN ${sql} ` +
+        `INSERT INTO timestep_schema (version) VALUES (${number}); END IF; END $migration$`,
+      [],
+      [],
+    ]),
+  ]);
+  return missing[missing.length - 1][0];
 }
-
 /**
  * One database, connected on first use and checked once: a failed attempt is forgotten, so the
  * next call retries. `options`: { connectionString, pgliteDir }, else the environment.
@@ -115,7 +157,7 @@ export class Database {
       const attempt = (async () => {
         const backend = await openBackend(this.#options);
         try {
-          await checkSchema(backend);
+          await migrate(backend);
         } catch (err) {
           await backend.close().catch(() => {});
           throw err;

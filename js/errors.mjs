@@ -56,3 +56,11 @@ export class ModelRoutingError extends Error {
     this.name = 'ModelRoutingError';
   }
 }
+
+/** An embedded database cannot be kept in the directory given (the message says why, and the fix). */
+export class DataDirUnusable extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'DataDirUnusable';
+  }
+}

@@ -125,8 +125,8 @@ export interface RunStateStoreOptions<TAgent extends Agent<any, any> = Agent<any
   /** A `postgresql://` URI; else PG_CONNECTION_URI (unless `pgliteDir` is given). */
   connectionString?: string;
   /**
-   * An embedded PGlite directory, reached through the timestep sidecar already serving it;
-   * else TIMESTEP_PGLITE_DIR, else the platform's user data dir (`.../timestep/pglite`).
+   * An embedded PGlite directory, reached through the timestep sidecar serving it (started if
+   * none does); else TIMESTEP_PGLITE_DIR, else the platform's user data dir (`.../timestep/pglite`).
    */
   pgliteDir?: string;
   /** How long a durable run is held without renewal (renewed every third of it); default 60. */
@@ -244,4 +244,9 @@ export class MultiModelProvider implements ModelProvider {
   readonly openaiProvider: ModelProvider;
   knownPrefixes(): string[];
   getModel(modelName?: string): Promise<Model> | Model;
+}
+
+/** An embedded database cannot be kept in the directory given: the message says why, and the fix. */
+export class DataDirUnusable extends Error {
+  name: 'DataDirUnusable';
 }

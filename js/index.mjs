@@ -2,9 +2,9 @@
 // `RunStateStore`) over the same tables, so a run paused by one SDK resumes in the other.
 //
 // Storage is PostgreSQL (through `pg`) or the embedded PGlite database, which JavaScript reaches
-// only through the sidecar a running timestep process already serves on the directory's socket.
-// The tables belong to the Python side's migrations (timestep/store/schema.py): this module
-// reads and writes them, and never creates or alters them.
+// through the sidecar serving the directory, started here if nobody serves it (js/embedded.mjs).
+// The tables are made by the migrations both languages apply (timestep/store/migrations,
+// js/backend.mjs).
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -18,7 +18,15 @@ import { MultiModelProvider } from './models.mjs';
 import { Session } from './session.mjs';
 
 export { Session } from './session.mjs';
-export { InvalidDecision, InvalidJournal, InvalidRunState, ModelRoutingError, RunNotResumable, RunStateNotFound } from './errors.mjs';
+export {
+  DataDirUnusable,
+  InvalidDecision,
+  InvalidJournal,
+  InvalidRunState,
+  ModelRoutingError,
+  RunNotResumable,
+  RunStateNotFound,
+} from './errors.mjs';
 export { MultiModelProvider, MultiModelProviderMap, OllamaProvider, OpenAICompatibleProvider } from './models.mjs';
 export { toolCallKey } from './journal.mjs';
 

@@ -174,8 +174,8 @@ export class Session {
   }
 }
 
-/** This SDK's items as Python stores them (the Responses API's input items). */
-function toStored(items) {
+/** This SDK's items as Python stores them (the Responses API's input items). Not part of the module's API. */
+export function toStored(items) {
   return converters.getInputItems(items).map((item) => {
     const { providerData: _providerData, provider_data: _provider_data, ...rest } = item;
     return rest;
@@ -183,7 +183,7 @@ function toStored(items) {
 }
 
 /** Stored items as this SDK's items; an output names its function from the call before it. */
-function fromStored(stored) {
+export function fromStored(stored) {
   const names = new Map();
   return stored.map((item) => {
     if (item.type === 'function_call') names.set(item.call_id, item.name);

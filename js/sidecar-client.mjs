@@ -80,13 +80,15 @@ function unsafeSocket(socket) {
 
 /** The error for "nobody serves this directory": what to start, or what to set instead. */
 function noSidecarError(dir, socket, cause) {
-  return new Error(
+  const err = new Error(
     `no timestep sidecar is serving the PGlite directory ${dir} (socket ${socket}: ${cause}). ` +
       `JavaScript reaches an embedded database only through a running timestep process: start a ` +
       `timestep process on it first (e.g. \`timestep serve --pglite-path ${dir}\`, or open the store ` +
       `from Python), or set PG_CONNECTION_URI to use PostgreSQL.`,
     { cause },
   );
+  err.noSidecar = true; // js/embedded.mjs starts one then
+  return err;
 }
 
 /** A socket error in words: the two that mean "nobody serves here" named plainly. */

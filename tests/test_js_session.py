@@ -4,7 +4,9 @@ SDK sends the model the whole history, and reads the stored items in its own for
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,10 +15,13 @@ from typing import Any
 import pytest
 from agents import Agent, function_tool
 
+import crashy
+from timestep import open_store
 from timestep.runner import run_agent
 from timestep.session import Session
 from timestep.store import Store
 from timestep.store.node import find_node
+from timestep.store.schema import LATEST
 from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, text
 
 pytestmark = pytest.mark.anyio
@@ -131,3 +136,32 @@ async def test_the_session_interface_in_javascript(database: tuple[Store, dict[s
     assert [gist(item) for item in await Session(session_id, store=store).get_items()] == [("user", "again")]
     ttl = await store.fetchval("SELECT extract(epoch FROM ttl) FROM session_ttl WHERE session_id = $1", session_id)
     assert float(ttl) == 3600
+
+
+def test_a_node_only_project_on_postgresql_needs_no_python(pg_schema_uri: str, tmp_path: Path) -> None:
+    """A database no timestep process has opened (a new, empty schema): the JS module applies
+    the migrations itself, then saves, loads, resumes and keeps a conversation; a durable run
+    starts, journals and finishes. Python then finds the schema complete and the items readable."""
+    env = {key: value for key, value in os.environ.items() if key != "TIMESTEP_PGLITE_DIR"}
+    env.update(PG_CONNECTION_URI=pg_schema_uri, CRASHY_LEDGER=str(tmp_path / "ledger"))
+    run_id = f"node-only-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([call("wire_money", {"amount": 5}, call_id="w1"), text("sent it")] + [crashy.answer] * 4) as server:
+        env["FAKE_MODEL_URL"] = server.base_url
+        example = subprocess.run([find_node(), str(CONVERSATION.parent / "seed_example.mjs"), run_id], capture_output=True,
+                                 text=True, timeout=120, env=env, cwd=CONVERSATION.parent)
+        assert example.returncode == 0, example.stderr[-4000:]
+        durable = subprocess.run([find_node(), str(CONVERSATION.parent / "crashy.mjs"), "start", f"{run_id}-durable"],
+                                 capture_output=True, text=True, timeout=120, env=env, cwd=CONVERSATION.parent)
+        assert durable.returncode == 0, durable.stderr[-4000:]
+    assert json.loads(example.stdout)["final"] == "sent it" and json.loads(durable.stdout) == {"final": "done"}
+    asyncio.run(check_from_python(pg_schema_uri, run_id))
+
+
+async def check_from_python(uri: str, run_id: str) -> None:
+    async with await open_store(uri) as store:
+        assert await store.fetchval("SELECT max(version) FROM timestep_schema") == LATEST
+        assert len(await Session(run_id, store=store).get_items()) == 4
+        steps = await store.fetch("SELECT kind FROM run_steps WHERE run_id = $1 ORDER BY seq", f"{run_id}-durable")
+        assert [step["kind"] for step in steps].count("model") == 4
+        row = await store.fetchrow("SELECT status FROM run_states WHERE run_id = $1 AND active", f"{run_id}-durable")
+        assert row is not None and row["status"] == "finished"

@@ -45,10 +45,13 @@ def test_wheel_installs_and_opens_a_store(tmp_path: Path) -> None:
     (sdist,) = dist.glob("timestep_agents-*.tar.gz")
     with tarfile.open(sdist) as archive:
         sdist_names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"js/index.mjs", "js/index.d.ts", "LICENSE", "sidecar/server.mjs", "docs/cli.md", "examples/handoff.py"} <= sdist_names
+    assert {"js/index.mjs", "js/index.d.ts", "LICENSE", "sidecar/server.mjs", "docs/cli.md", "examples/handoff.py",
+            "timestep/store/migrations/0001_sessions.sql", "package.json"} <= sdist_names
     (wheel,) = dist.glob("timestep_agents-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "timestep/py.typed" in names  # type checkers see timestep's types
+    migrations = sorted(path.name for path in (ROOT / "timestep" / "store" / "migrations").glob("*.sql"))
+    assert sorted(name.rsplit("/", 1)[1] for name in names if name.startswith("timestep/store/migrations/")) == migrations
     assert [name for name in names if name.startswith("timestep/_template/pgdata-pglite-") and name.endswith(".tar.gz")]
     assert [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
     assert "timestep/_sidecar/server.mjs" in names
