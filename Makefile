@@ -45,7 +45,7 @@ test: setup
 		uri="$(LOCAL_PG)"; echo "PostgreSQL half: $$uri"; fi; \
 	PG_CONNECTION_URI="$$uri" $(BIN)/python -m pytest $(PYTEST_ARGS)
 	@# The JavaScript module's own tests, on the Node timestep bundles.
-	"$$($(BIN)/python -c 'from timestep.store.node import find_node; print(find_node())')" --test tests/js/unit/
+	"$$($(BIN)/python -c 'from timestep.store.node import find_node; print(find_node())')" --test 'tests/js/unit/*.test.mjs'
 
 bench: setup
 	$(BIN)/python bench/store.py

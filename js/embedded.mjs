@@ -66,7 +66,7 @@ async function startSidecar(root) {
     flock,
     ['--nonblock', '--conflict-exit-code', String(HELD), lock, process.execPath, fileURLToPath(SERVER),
       '--data-dir', path.join(root, 'pgdata'), '--socket', socket, '--owner-pid', String(process.pid)],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
+    { stdio: ['pipe', 'pipe', 'pipe'], detached: true }, // a group of its own: flock, and the sidecar under it
   );
   const log = [];
   child.stderr.on('data', (chunk) => {
@@ -76,7 +76,7 @@ async function startSidecar(root) {
   const ready = await new Promise((resolve, reject) => {
     const reader = new FrameReader();
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      process.kill(-child.pid, 'SIGKILL'); // flock waits for the sidecar, which holds the lock too: both go
       reject(new Error(`the PGlite sidecar for ${root} did not start in ${START_TIMEOUT_MS / 1000} s: ${log.slice(-5).join(' | ')}`));
     }, START_TIMEOUT_MS);
     child.stdout.on('data', (chunk) => {

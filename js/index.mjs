@@ -164,7 +164,7 @@ async function runHeld(agent, input, runOptions, lease) {
     result = await journal.run(() => runners().durable.run(agent, input, runOptions));
   } catch (err) {
     await lease.fail(err);
-    throw err;
+    throw lostWithin(err) ?? err;
   }
   if (runOptions.stream) streamLeases.set(result, lease);
   else await lease.finish(result);
@@ -183,17 +183,35 @@ export async function consumeResult(result) {
       await result.completed; // rejects with the run's error, if it failed
     } catch (err) {
       await lease?.fail(err);
-      throw err;
+      throw lostWithin(err) ?? err;
     }
-    await lease?.finish(result);
+    if (result.cancelled) {
+      // The stream was left before the run ended (the SDK stops the run): it did not finish.
+      // Recorded failed, its state and journal kept, so that it can be retried or recovered.
+      await lease?.fail(new Error('the stream was cancelled before the run ended'));
+    } else {
+      await lease?.finish(result);
+    }
   }
   return result;
+}
+
+/**
+ * The RunNotResumable `err` is, or was thrown from: a run taken from this process (the journal
+ * finds it lost) surfaces from inside a tool wrapped in the SDK's error, and is said as itself.
+ */
+function lostWithin(err) {
+  const seen = new Set();
+  for (let current = err; current && !seen.has(current); current = current.cause) {
+    if (current instanceof RunNotResumable) return current;
+    seen.add(current);
+  }
+  return null;
 }
 
 /** This process's hold on a durable run, renewed until finish() or fail() (durable_run.py's RunLease). */
 class RunLease {
   #timer;
-  #lost = false;
 
   constructor(store, db, owner, stateId, claimedFrom) {
     this.store = store;
@@ -206,10 +224,7 @@ class RunLease {
     const seconds = store.leaseSeconds;
     this.#timer = setInterval(() => {
       db.query(RENEW, [store.sessionId, owner, String(seconds)], [OID.text, OID.text, OID.float8])
-        .then(({ rows }) => {
-          if (!rows[0]?.held) this.#lost = true;
-        })
-        .catch(() => {}); // the store is down for a moment: the next renewal tries again
+        .catch(() => {}); // the store is down for a moment: the next renewal tries again (a run taken meanwhile: finish() says so)
     }, (seconds * 1000) / 3);
     this.#timer.unref();
   }
@@ -415,6 +430,7 @@ export class RunStateStore {
    */
   async recover(options = {}) {
     let { session, ...sdkOptions } = options;
+    await RunJournal.checkReplayable(await this.#db(), this.sessionId);
     const lease = await this._claim(null);
     let input;
     let opened = null; // the session the journal names, opened here and closed after the run

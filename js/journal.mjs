@@ -26,6 +26,11 @@ const OID = { int4: 23, int8: 20, text: 25, json: 114 };
 
 const STEPS = 'SELECT kind, turn, call_id, seq, payload FROM run_steps WHERE state_id = $1';
 const FORGET_STEP = "DELETE FROM run_steps WHERE state_id = $1 AND kind = 'model' AND turn = $2";
+// Which SDK journaled the steps of a run's active segment (its session writes are either's).
+const JOURNALED_BY = `
+    SELECT count(*) FILTER (WHERE coalesce(j.payload ->> 'sdk', '') <> 'javascript') AS python
+    FROM run_steps j JOIN run_states s ON s.id = j.state_id
+    WHERE s.run_id = $1 AND s.active AND j.kind <> 'session'`;
 const SESSION_OF = "SELECT payload ->> 'session_id' AS session_id FROM run_steps WHERE state_id = $1 AND kind = 'session' LIMIT 1";
 // The session writes of a segment undone: their items deleted, and the steps that recorded them.
 const REWIND_SESSION = `
@@ -92,13 +97,7 @@ export class RunJournal {
    */
   static async open(db, runId, stateId, owner, { afterFailure, sessionId }) {
     let { rows: steps } = await db.query(STEPS, [String(stateId)], [OID.int8]);
-    const foreign = steps.find((row) => row.kind !== 'session' && row.payload?.sdk !== SDK);
-    if (foreign) {
-      throw new InvalidJournal(
-        `cannot replay run ${JSON.stringify(runId)} in JavaScript: its journal (segment ${stateId}) was written by the ` +
-          'Python SDK; recover it from Python (RunStateStore(agent, run_id).recover(), or `timestep runs resume`)',
-      );
-    }
+    if (steps.some((row) => row.kind !== 'session' && row.payload?.sdk !== SDK)) throw journaledInPython(runId);
     const written = steps.filter((row) => row.kind === 'session');
     if (written.length) {
       const journaledIn = [...new Set(written.map((row) => row.payload.session_id))];
@@ -119,6 +118,15 @@ export class RunJournal {
       }
     }
     return new RunJournal(db, runId, stateId, owner, steps);
+  }
+
+  /**
+   * Throw InvalidJournal if the Python SDK journaled the run's current segment: checked before a
+   * recovery claims the run, so that refusing it leaves the run as it was.
+   */
+  static async checkReplayable(db, runId) {
+    const { rows } = await db.query(JOURNALED_BY, [runId], [OID.text]);
+    if (Number(rows[0]?.python ?? 0)) throw journaledInPython(runId);
   }
 
   /** The session the segment wrote its conversation to, if it wrote any. */
@@ -169,12 +177,15 @@ export class RunJournal {
   }
 
   /**
-   * Journal the segment's next model response as it returns; return the response the run goes
-   * on with: this one, or the one an earlier attempt of the same call journaled.
+   * Journal the response to the segment's `turn`-th model call as it returns; return the
+   * response the run goes on with: this one, or the one an earlier attempt of the same call
+   * journaled. An attempt the SDK gave up on meanwhile (its `signal` aborted: it timed out, and
+   * the SDK discards its response and calls again) stays the same step: the next attempt finds
+   * its response journaled and goes on with it, as a recovery would.
    */
-  async recordResponse(response) {
-    const journaled = await this.#journal('model', this.modelResponses, '', { sdk: SDK, response: responseData(response) });
-    this.modelResponses += 1;
+  async recordResponse(turn, response, signal) {
+    const journaled = await this.#journal('model', turn, '', { sdk: SDK, response: responseData(response) });
+    if (!signal?.aborted) this.modelResponses = Math.max(this.modelResponses, turn + 1);
     return journaled === undefined ? response : responseOf(journaled.response);
   }
 
@@ -250,7 +261,10 @@ function hookModel(model) {
   model.getResponse = async function (request) {
     const journal = ACTIVE.getStore();
     if (!journal) return getResponse.call(this, request);
-    return journal.replayResponse() ?? journal.recordResponse(await getResponse.call(this, request));
+    const replayed = journal.replayResponse();
+    if (replayed) return replayed;
+    const turn = journal.modelResponses;
+    return journal.recordResponse(turn, await getResponse.call(this, request), request?.signal);
   };
   if (typeof getStreamedResponse === 'function') {
     model.getStreamedResponse = async function* (request) {
@@ -264,6 +278,7 @@ function hookModel(model) {
         yield responseDone(replayed);
         return;
       }
+      const turn = journal.modelResponses;
       for await (const event of getStreamedResponse.call(this, request)) {
         if (event?.type !== 'response_done') {
           yield event;
@@ -276,7 +291,7 @@ function hookModel(model) {
           requestId: event.response.requestId,
           providerData: event.response.providerData,
         };
-        const journaled = await journal.recordResponse(streamed);
+        const journaled = await journal.recordResponse(turn, streamed, request?.signal);
         yield journaled === streamed ? event : responseDone(journaled); // an earlier attempt's, journaled first
       }
     };
@@ -348,6 +363,13 @@ function hookRunner() {
 /** Run `fn`, which is none of the durable run's steps, with `key` as the tool call key it sees. */
 function outsideTheRun(key, fn) {
   return ACTIVE.run(null, () => TOOL_CALL.run(key, fn));
+}
+
+function journaledInPython(runId) {
+  return new InvalidJournal(
+    `cannot replay run ${JSON.stringify(runId)} in JavaScript: its journal was written by the Python SDK; recover it ` +
+      'from Python (RunStateStore(agent, run_id).recover(), or `timestep runs resume`)',
+  );
 }
 
 function stepKey(kind, turn, callId) {

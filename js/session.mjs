@@ -188,6 +188,11 @@ export function fromStored(stored) {
   return stored.map((item) => {
     if (item.type === 'function_call') names.set(item.call_id, item.name);
     if (item.role === 'user' || item.role === 'system' || item.role === 'developer') return messageOf(item);
+    if (item.role === 'assistant' && typeof item.content === 'string') {
+      // An assistant message given as text (Python keeps input items as they were given).
+      const text = { type: 'output_text', text: item.content };
+      return { ...(item.id ? { id: item.id } : {}), type: 'message', role: 'assistant', status: item.status ?? 'completed', content: [text] };
+    }
     const [converted] = converters.convertToOutputItem([item]);
     if (converted?.type === 'function_call_result' && names.has(item.call_id) && !item.name) converted.name = names.get(item.call_id);
     if (converted && converted.providerData && !Object.keys(converted.providerData).length) delete converted.providerData;

@@ -162,6 +162,28 @@ function startParams(PGlite, durable) {
   return params;
 }
 
+/**
+ * A data directory that does not exist yet (a Node process starting the embedded database on a
+ * new directory, with no template to copy: js/embedded.mjs) is made by initdb in a staging
+ * directory beside it, then renamed into place, so that a start killed midway leaves no
+ * half-made database. We hold the directory's lock; staging copies left by a killed start go.
+ */
+async function initializeIfNew(PGlite, dataDir) {
+  if (fs.existsSync(path.join(dataDir, 'PG_VERSION'))) return;
+  if (fs.existsSync(dataDir) && fs.readdirSync(dataDir).length) return; // PGlite says what is wrong with it
+  const parent = path.dirname(dataDir);
+  const base = path.basename(dataDir);
+  for (const name of fs.readdirSync(parent)) {
+    if (name.startsWith(`${base}.`) && name.endsWith('.tmp')) fs.rmSync(path.join(parent, name), { recursive: true, force: true });
+  }
+  const staging = path.join(parent, `${base}.${process.pid}.tmp`);
+  const fresh = new PGlite({ dataDir: staging, onStdout: logged, onStderr: logged });
+  await fresh.waitReady;
+  await fresh.close();
+  fs.rmSync(dataDir, { recursive: true, force: true }); // empty, if there at all
+  fs.renameSync(staging, dataDir);
+}
+
 async function openDatabase({ PGlite, NodeFS }) {
   const dataDir = arg('--data-dir');
   const template = arg('--template');
@@ -177,6 +199,7 @@ async function openDatabase({ PGlite, NodeFS }) {
   };
   let walSync = null;
   if (dataDir) {
+    await initializeIfNew(PGlite, dataDir);
     walSync = new WalSync(helper);
     const sync = walSync;
     class DurableNodeFS extends NodeFS {

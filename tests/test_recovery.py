@@ -23,7 +23,7 @@ import crashy
 from conftest import child_env
 from timestep.errors import InvalidJournal, RunNotResumable
 from timestep.run_state import RunStateStore
-from timestep.runner import run_agent
+from timestep.runner import consume_result, run_agent
 from timestep.advanced_session import AdvancedSession
 from timestep.journal import RunJournal
 from timestep.session import Session
@@ -604,3 +604,30 @@ async def test_a_worker_with_a_journal_retention_prunes_as_it_goes(tmp_path: Pat
         assert await steps_of(store, "finished") == 0
     with pytest.raises(ValueError, match="journal_retention"):
         Worker(agent, journal_retention=-dt.timedelta(seconds=1))
+
+
+async def test_a_streamed_run_cancelled_before_its_end_is_recorded_failed_and_recovers(named_store: tuple[str, Store]) -> None:
+    """RunResultStreaming.cancel() stops a durable streamed run: consume_result records it
+    failed (it did not finish), with its journal, and a recovery finishes it."""
+    _, store = named_store
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    ran: list[int] = []
+
+    @function_tool
+    def step(n: int) -> str:
+        """A step."""
+        ran.append(n)
+        return f"did {n}"
+
+    with FakeModelServer([call("step", {"n": 1}, call_id="s1"), text("done")] * 2) as server:
+        agent = Agent(name="stepper", instructions="step", model=server.responses_model(), tools=[step])
+        runs = RunStateStore(agent, run_id, store=store)
+        streamed = await run_agent(agent, "go", Session(run_id, store=store), stream=True, run_store=runs)
+        async for _ in streamed.stream_events():
+            streamed.cancel()
+            break
+        await consume_result(streamed)
+        row = await store.fetchrow("SELECT status, error FROM run_states WHERE run_id = $1 AND active", run_id)
+        assert row is not None and (row["status"], row["error"]) == ("failed", "RunCancelled: the run was cancelled before it ended")
+        recovered = await runs.recover()
+    assert (recovered.final_output, ran) == ("done", [1])

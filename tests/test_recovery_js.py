@@ -16,14 +16,17 @@ from typing import Any
 import pytest
 
 import crashy
+from conftest import require_postgres
 from test_crosslang_runs import node as durable_node
 from test_recovery import as_if_died, bodies, without_ids, check_tools_and_end, child, journaled_calls, killed, wait_for_lease_to_expire
 from timestep.errors import InvalidJournal
+from timestep import open_store
 from timestep.run_state import RunStateStore
 from timestep.session import Session
 from timestep.store import Store
 from timestep.store.node import find_node
 from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, text
+from timestep.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -54,13 +57,21 @@ def finished(process: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(out)  # type: ignore[no-any-return]
 
 
+# The uninterrupted runs, by environment: a plain run touches no database, so one per
+# environment serves every test (each is a Node process of its own).
+_BASELINES: dict[tuple[tuple[str, str], ...], tuple[list[Any], Any]] = {}
+
+
 def uninterrupted(name: str, ledger: Path, **env: str) -> tuple[list[Any], Any]:
     """The requests and output of the JS crashy run done in one go (not durable)."""
-    with FakeModelServer([crashy.answer] * 12) as server:
-        output = finished(node(name, server, "plain", f"baseline-{uuid.uuid4().hex[:8]}", **env))["final"]
-    assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
-    ledger.unlink()
-    return bodies(server.requests), output
+    key = tuple(sorted(env.items()))
+    if key not in _BASELINES:
+        with FakeModelServer([crashy.answer] * 12) as server:
+            output = finished(node(name, server, "plain", f"baseline-{uuid.uuid4().hex[:8]}", **env))["final"]
+        assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
+        ledger.unlink()
+        _BASELINES[key] = bodies(server.requests), output
+    return _BASELINES[key]
 
 
 async def check_recovery(
@@ -133,26 +144,48 @@ async def test_a_js_run_killed_after_a_handoff_recovers_with_the_agent_it_handed
         assert [request.body["instructions"] for request in server.requests].count("route") == 1
 
 
+async def run_row(store: Store, run_id: str) -> dict[str, Any]:
+    row = await store.fetchrow("SELECT status, lease_owner, lease_expires_at, error FROM run_states WHERE run_id = $1 AND active", run_id)
+    assert row is not None
+    return row
+
+
 async def test_python_refuses_a_journal_javascript_wrote_and_javascript_recovers_it(
     named_store: tuple[str, Store], ledger: Path
 ) -> None:
-    """Python cannot replay the JS SDK's steps: its recovery says so and records the run failed,
-    running nothing; a Node recovery then finishes the run, no journaled tool running again."""
+    """Python cannot replay the JS SDK's steps: its recovery says so before claiming the run,
+    which is left as it was (running nothing); a Node recovery then finishes the run, no
+    journaled tool running again."""
     name, store = named_store
     baseline = uninterrupted(name, ledger)
     run_id = f"js-crash-{uuid.uuid4().hex[:8]}"
     with FakeModelServer([crashy.answer] * 10) as server:
         killed(node(name, server, "start", run_id, "run", CRASH_AT="tool_end:step_b"))
         await wait_for_lease_to_expire(store, run_id)
-        requests = len(server.requests)
+        requests, dead = len(server.requests), await run_row(store, run_id)
         with pytest.raises(InvalidJournal, match="written by the JavaScript SDK; recover it from JavaScript"):
             await RunStateStore(crashy.make_agent(server.base_url), run_id, store=store).recover()
         assert len(server.requests) == requests
         assert crashy.executions(ledger) == ["step_a 1", "step_b 2"]
-        row = await store.fetchrow("SELECT status, error FROM run_states WHERE run_id = $1 AND active", run_id)
-        assert row is not None and row["status"] == "failed" and "JavaScript SDK" in row["error"]
+        assert await run_row(store, run_id) == dead
         assert finished(node(name, server, "recover", run_id)) == {"final": baseline[1]}
+        assert len(server.requests) == len(baseline[0])
     assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
+
+
+async def test_a_python_worker_leaves_a_run_javascript_journaled(tmp_path: Path, ledger: Path) -> None:
+    """A worker takes every run whose process died, but not one the JavaScript SDK was running
+    (it cannot replay it): the run stays for JavaScript's recover()."""
+    name = str(tmp_path / "db")  # a database of its own: a worker takes every dead run it finds
+    async with await open_store(pglite_path=name) as store:
+        run_id = f"js-crash-{uuid.uuid4().hex[:8]}"
+        with FakeModelServer([crashy.answer] * 10) as server:
+            killed(node(name, server, "start", run_id, "run", CRASH_AT="tool_end:step_b"))
+            await wait_for_lease_to_expire(store, run_id)
+            dead = await run_row(store, run_id)
+            assert await Worker(crashy.make_agent(server.base_url), store=store).run_once() == 0
+            assert await run_row(store, run_id) == dead
+            assert finished(node(name, server, "recover", run_id)) == {"final": "done"}
 
 
 async def test_javascript_refuses_a_journal_python_wrote(named_store: tuple[str, Store], ledger: Path) -> None:
@@ -161,11 +194,12 @@ async def test_javascript_refuses_a_journal_python_wrote(named_store: tuple[str,
     with FakeModelServer([crashy.answer] * 10) as server:
         killed(child("start", name, run_id, server, CRASH_AT="tool_end:step_b"))
         await wait_for_lease_to_expire(store, run_id)
-        requests = len(server.requests)
+        requests, dead = len(server.requests), await run_row(store, run_id)
         process = node(name, server, "recover", run_id)
         out, err = process.communicate(timeout=120)
         assert process.returncode != 0 and "InvalidJournal" in err and "written by the Python SDK" in err, err[-2000:]
         assert len(server.requests) == requests
+        assert await run_row(store, run_id) == dead  # left for Python's recovery
     assert crashy.executions(ledger) == ["step_a 1", "step_b 2"]
 
 
@@ -258,3 +292,49 @@ async def test_a_js_run_with_a_session_recovers_its_conversation(
     assert without_ids(recovered["items"]) == without_ids(baseline["items"])
     assert len(await Session(run_id, store=store).get_items()) == len(baseline["items"])
     assert sorted(crashy.executions(ledger)) == ["pair_c 3", "pair_d 4", "step_a 1", "step_b 2"]
+
+
+def charging() -> Any:
+    """A fresh charge_answer: the k-th request without a tool output asks for charge(k)."""
+    asked: list[int] = []
+
+    def answer(request: RecordedRequest) -> Reply:
+        if any(item.get("type") == "function_call_output" for item in request.body.get("input", [])):
+            return text("done")
+        asked.append(len(asked) + 1)
+        return call("charge", {"n": asked[-1]}, call_id=f"c{asked[-1]}")
+
+    return answer
+
+
+def edge_run(name: str, server: FakeModelServer, *args: str) -> dict[str, Any]:
+    return finished(subprocess.Popen(
+        [find_node(), str(CRASHY.parent / "edge_runs.mjs"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=node_env(name, server), cwd=CRASHY.parent,
+    ))
+
+
+async def test_a_js_model_call_retried_after_a_timeout_is_journaled_once() -> None:
+    """The SDK gives up on a model call that times out (here while its journal write waits on a
+    lock) and retries it; the abandoned attempt's write lands later. Both are the same step:
+    the journal keeps one response for it, the one the run went on with, so a recovery replays
+    the run as it ran and charges nobody again."""
+    name = require_postgres()
+    run_id = f"js-timeout-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([charging()] * 6) as server:
+        out = edge_run(name, server, "timeout", run_id)
+    [charged] = out["ran"]
+    assert (out["final"], out["recovered"], out["ranAgain"]) == ("done", "done", [])
+    assert out["steps"] == [["model", 0, ""], ["model", 1, ""], ["tool", 1, f"c{charged}"]]
+
+
+async def test_a_js_stream_left_before_its_end_is_recorded_failed_and_recovers(named_store: tuple[str, Store]) -> None:
+    name, store = named_store
+    run_id = f"js-cancel-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([charging()] * 6) as server:
+        cancelled = edge_run(name, server, "cancel", run_id)
+        assert cancelled["cancelled"] is True
+        row = await store.fetchrow("SELECT status, error FROM run_states WHERE run_id = $1 AND active", run_id)
+        assert row is not None and (row["status"], row["error"]) == ("failed", "Error: the stream was cancelled before the run ended")
+        recovered = edge_run(name, server, "recover", run_id)
+    assert recovered["recovered"] == "done" and len(cancelled["ran"]) + len(recovered["ran"]) == 1

@@ -193,6 +193,11 @@ class InvalidJournal(InvalidRunState):
     version of the Agents SDK, or altered): the run is left as it is."""
 
 
+class RunCancelled(TimestepError):
+    """A durable streamed run was cancelled by its caller before its end: it is recorded failed
+    with this error, its state and journal kept, and `RunStateStore.recover()` finishes it."""
+
+
 class RunNotResumable(TimestepError):
     """A durable run cannot be started or resumed by this process, and nothing ran: it is
     finished, another process holds it (`lease_owner` until `lease_expires_at`), or the state

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 
 _STEPS = "SELECT kind, turn, call_id, seq, payload FROM run_steps WHERE state_id = $1"
 _FORGET_STEP = "DELETE FROM run_steps WHERE state_id = $1 AND kind = $2 AND turn = $3 AND call_id = $4"
+# Which SDK journaled the steps of a run's active segment (its session writes are either's).
+_JOURNALED_BY = """
+    SELECT count(*) FILTER (WHERE j.payload ->> 'sdk' = 'javascript') AS javascript
+    FROM run_steps j JOIN run_states s ON s.id = j.state_id
+    WHERE s.run_id = $1 AND s.active AND j.kind <> 'session'
+"""
 _SESSION_OF = """
     SELECT payload ->> 'session_id' AS session_id, payload ->> 'branch' AS branch
     FROM run_steps WHERE state_id = $1 AND kind = 'session' ORDER BY turn DESC LIMIT 1
@@ -117,10 +123,7 @@ class RunJournal:
         asks the model again."""
         steps = await store.fetch(_STEPS, state_id)
         if any(isinstance(row["payload"], dict) and row["payload"].get("sdk") == "javascript" for row in steps):
-            raise InvalidJournal(
-                f"cannot replay run {run_id!r} in Python: its journal (segment {state_id}) was written by the "
-                "JavaScript SDK; recover it from JavaScript (RunStateStore.recover() in timestep's JS module)"
-            )
+            raise _journaled_in_javascript(run_id)
         written = [row for row in steps if row["kind"] == "session"]
         if written:
             journaled_in = {row["payload"].get("session_id") for row in written}
@@ -137,6 +140,13 @@ class RunJournal:
                 await store.execute(_FORGET_STEP, state_id, "model", last["turn"], "")
                 steps.remove(last)
         return cls(store, run_id, state_id, owner, steps)
+
+    @staticmethod
+    async def check_replayable(store: Store, run_id: str) -> None:
+        """InvalidJournal if the JavaScript SDK journaled the run's current segment: checked
+        before a recovery claims the run, so that refusing it leaves the run as it was."""
+        if await store.fetchval(_JOURNALED_BY, run_id):
+            raise _journaled_in_javascript(run_id)
 
     @staticmethod
     async def session_of(store: Store, state_id: int) -> tuple[str, str | None] | None:
@@ -242,6 +252,13 @@ class RunJournal:
             f"cannot replay run {self.run_id!r}: the journal's {what} (segment {self.state_id}) is not one "
             f"this version of the Agents SDK reads: {exc}"
         )
+
+
+def _journaled_in_javascript(run_id: str) -> InvalidJournal:
+    return InvalidJournal(
+        f"cannot replay run {run_id!r} in Python: its journal was written by the JavaScript SDK; recover it "
+        "from JavaScript (RunStateStore.recover() in timestep's JS module)"
+    )
 
 
 def _encoded_output(output: Any, adapter: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ async def recover_run(
 ) -> RunResult:
     """Claim `runs`' run whatever resumable state it is in, and run it from its journal (see
     `RunStateStore.recover`)."""
+    await RunJournal.check_replayable(await runs.store(), runs.session_id)
     lease = await RunLease.claim(runs, None)
     return await run_claimed(
         lease, session, run_config=run_config, context=context,

@@ -15,7 +15,7 @@ from agents.run_state import RunState
 
 from . import journaled
 from .durable_run import RunLease
-from .errors import RunNotResumable
+from .errors import RunCancelled, RunNotResumable
 from .journal import ACTIVE, RunJournal
 from .models import MultiModelProvider
 from .run_state import RunStateStore
@@ -188,8 +188,19 @@ async def _recorded(lease: RunLease | None, run: Awaitable[_Result]) -> _Result:
             raise lost from error
         raise
     if lease is not None:
-        await lease.finish(result)
+        if _cancelled_before_its_end(result):
+            # Stopped by the caller (RunResultStreaming.cancel): it did not finish. Recorded
+            # failed, its state and journal kept, so that it can be retried or recovered.
+            await lease.fail(RunCancelled("the run was cancelled before it ended"))
+        else:
+            await lease.finish(result)
     return result
+
+
+def _cancelled_before_its_end(result: RunResult | RunResultStreaming) -> bool:
+    """Whether a streamed run was cancelled, and so ended with neither an output nor a pause."""
+    cancelled = getattr(result, "_cancel_mode", "none") != "none"
+    return cancelled and result.final_output is None and not result.interruptions
 
 
 def _lost_within(error: BaseException) -> RunNotResumable | None:

@@ -1,5 +1,5 @@
 // Model routing by prefix (js/models.mjs), without a network: which provider and model name a
-// name resolves to, and the errors. node --test tests/js/unit
+// name resolves to, and the errors: npm test
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { OpenAIChatCompletionsModel, OpenAIResponsesModel } from '@openai/agents';

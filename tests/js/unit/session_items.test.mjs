@@ -1,5 +1,5 @@
 // How js/session.mjs stores this SDK's items (as Python does: the Responses API's input items)
-// and reads them back, item type by item type, with no database: node --test tests/js/unit
+// and reads them back, item type by item type, with no database: npm test
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fromStored, toStored } from '../../../js/session.mjs';
@@ -28,13 +28,14 @@ test('stored items read back as this SDK items, an output named by its call', ()
   assert.equal(read[3].content[0].text, 'Sent.');
 });
 
-test('Python-written messages (no type, string or part content, developer role) read as this SDK messages', () => {
+test('Python-written messages (no type, text or part content, developer role) read as this SDK messages', () => {
   const read = fromStored([
     { role: 'user', content: 'hi' },
     { role: 'user', content: [{ type: 'input_text', text: 'look' }, { type: 'input_image', image_url: 'https://x/y.png', detail: 'low' }] },
     { role: 'system', content: 'be brief' },
     { role: 'developer', content: [{ type: 'input_text', text: 'rules' }] },
     { type: 'function_call_output', call_id: 'gone', output: 'orphan' },
+    { role: 'assistant', content: 'said as text' },
   ]);
   assert.deepEqual(read[0], { type: 'message', role: 'user', content: 'hi' });
   assert.deepEqual(read[1].content, [{ type: 'input_text', text: 'look' }, { type: 'input_image', image: 'https://x/y.png', providerData: { detail: 'low' } }]);
@@ -42,4 +43,5 @@ test('Python-written messages (no type, string or part content, developer role) 
   assert.deepEqual(read[3], { type: 'message', role: 'system', content: 'rules', providerData: { role: 'developer' } });
   assert.equal(read[4].type, 'function_call_result'); // its call is not in the items read: named by its call id
   assert.equal(read[4].name, 'gone');
+  assert.deepEqual(read[5], { type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'said as text' }] });
 });
