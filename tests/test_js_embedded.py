@@ -75,3 +75,23 @@ async def test_python_shares_the_sidecar_node_started(tmp_path: Path) -> None:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+async def test_two_node_processes_opening_a_new_directory_at_once(tmp_path: Path) -> None:
+    """One starts the sidecar (initdb in a staging directory, then renamed into place); the
+    other waits for it to publish its socket, and joins it: neither sees a half-made database."""
+    pglite_dir = tmp_path / "raced"
+    processes = [
+        subprocess.Popen([find_node(), str(JS / "first_use.mjs"), str(pglite_dir), f"hello {n}"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=node_env(pglite_dir), cwd=JS)
+        for n in range(2)
+    ]
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        outcomes.append(json.loads(out)["items"])
+    assert sorted(outcomes) in ([1, 2], [2, 2])  # the second write saw the first, or both read after both
+    assert not list(pglite_dir.glob("pgdata.*.tmp"))
+    async with await open_store(pglite_path=pglite_dir) as store:
+        assert sorted(item["content"] for item in await Session("first-use", store=store).get_items()) == ["hello 0", "hello 1"]
