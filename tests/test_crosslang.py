@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 import banker
 from scenarios import SCENARIOS, apply_decisions, check_outcome, tool_outputs
-from timestep.crosslang import CARRY, SUPPORTED_PAIRS, _js_fingerprint, detect_sdk, js_to_python, python_to_js
+from timestep.crosslang import CARRY, SUPPORTED_PAIRS, detect_sdk, js_to_python, python_to_js
+from timestep.invocations import _js_fingerprint
 from timestep.errors import InvalidRunState, UnconvertibleRunState, UnsupportedSchemaVersion
 from timestep.store.node import find_node
 from timestep.testing import FakeModelServer, FunctionCall, Reply, call, text
