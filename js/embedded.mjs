@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { decode } from '@msgpack/msgpack';
 import { FrameReader } from '../sidecar/frames.mjs';
 import { DataDirUnusable } from './errors.mjs';
-import { SidecarClient, resolveDataDir } from './sidecar-client.mjs';
+import { SidecarClient, lockLines, resolveDataDir } from './sidecar-client.mjs';
 
 const SERVER = new URL('../sidecar/server.mjs', import.meta.url);
 const SOCKET_PATH_LIMIT = 100; // sun_path is 104-108 bytes depending on the platform (private.py)
@@ -110,12 +110,7 @@ async function startSidecar(root) {
 
 /** Who holds the directory's lock, as the holder wrote it. */
 function holder(root) {
-  try {
-    const lines = fs.readFileSync(path.join(root, 'lock'), 'utf8').split('\n').filter((line) => line && !line.startsWith('socket '));
-    return lines.join(' ') || 'an unknown process';
-  } catch {
-    return 'an unknown process';
-  }
+  return lockLines(root).filter((line) => !line.startsWith('socket ')).join(' ') || 'an unknown process';
 }
 
 /**

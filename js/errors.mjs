@@ -1,19 +1,19 @@
 // The errors of timestep's JavaScript module, with the names and meanings of timestep.errors.
+// Each names itself with a literal, which survives a bundler renaming its classes.
+
+/** Every error timestep raises (timestep.errors.TimestepError). */
+export class TimestepError extends Error {
+  name = 'TimestepError';
+}
 
 /** No saved state for a run. */
-export class RunStateNotFound extends Error {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'RunStateNotFound';
-  }
+export class RunStateNotFound extends TimestepError {
+  name = 'RunStateNotFound';
 }
 
 /** A saved state this SDK cannot resume (no JavaScript form, or RunState.fromString refused it). */
-export class InvalidRunState extends Error {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'InvalidRunState';
-  }
+export class InvalidRunState extends TimestepError {
+  name = 'InvalidRunState';
 }
 
 /**
@@ -21,10 +21,11 @@ export class InvalidRunState extends Error {
  * 'held' (by `leaseOwner` until `leaseExpiresAt`), 'superseded' (not the run's latest save),
  * 'missing', or 'lost' (this process's lease ran out while it ran).
  */
-export class RunNotResumable extends Error {
+export class RunNotResumable extends TimestepError {
+  name = 'RunNotResumable';
+
   constructor(message, { runId, reason, status = null, leaseOwner = null, leaseExpiresAt = null } = {}) {
     super(message);
-    this.name = 'RunNotResumable';
     this.runId = runId;
     this.reason = reason;
     this.status = status;
@@ -35,32 +36,20 @@ export class RunNotResumable extends Error {
 
 /** A recorded decision that is not {approved: boolean, message?: string|null}. */
 export class InvalidDecision extends InvalidRunState {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'InvalidDecision';
-  }
+  name = 'InvalidDecision';
 }
 
 /** A durable run's journal holds a step this process cannot replay (journaled by the other SDK, or altered). */
 export class InvalidJournal extends InvalidRunState {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'InvalidJournal';
-  }
+  name = 'InvalidJournal';
 }
 
 /** A model name cannot be routed: an unknown prefix, or a provider missing its key. */
-export class ModelRoutingError extends Error {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'ModelRoutingError';
-  }
+export class ModelRoutingError extends TimestepError {
+  name = 'ModelRoutingError';
 }
 
 /** An embedded database cannot be kept in the directory given (the message says why, and the fix). */
-export class DataDirUnusable extends Error {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'DataDirUnusable';
-  }
+export class DataDirUnusable extends TimestepError {
+  name = 'DataDirUnusable';
 }

@@ -65,8 +65,13 @@ export function runAgent<TAgent extends Agent<any, any>, TContext = undefined>(
  */
 export function consumeResult<T extends RunResult<any, any> | StreamedRunResult<any, any>>(result: T): Promise<T>;
 
+/** Every error timestep raises (`timestep.errors.TimestepError` in Python). */
+export class TimestepError extends Error {
+  constructor(message?: string, options?: ErrorOptions);
+}
+
 /** No saved state for a run (`load()` found no active row). */
-export class RunStateNotFound extends Error {
+export class RunStateNotFound extends TimestepError {
   constructor(message?: string, options?: ErrorOptions);
   name: 'RunStateNotFound';
 }
@@ -75,7 +80,7 @@ export class RunStateNotFound extends Error {
  * A saved state this SDK cannot resume: saved by Python without a JavaScript form (the message
  * carries the recorded conversion error), or refused by `RunState.fromString` (`cause`).
  */
-export class InvalidRunState extends Error {
+export class InvalidRunState extends TimestepError {
   constructor(message?: string, options?: ErrorOptions);
   name: 'InvalidRunState' | 'InvalidDecision';
 }
@@ -85,7 +90,7 @@ export class InvalidRunState extends Error {
  * (by `leaseOwner` until `leaseExpiresAt`), `superseded` (the state is not the run's latest
  * save), `missing`, or `lost` (this process's lease ran out while it ran).
  */
-export class RunNotResumable extends Error {
+export class RunNotResumable extends TimestepError {
   name: 'RunNotResumable';
   readonly runId: string;
   readonly reason: 'finished' | 'held' | 'superseded' | 'missing' | 'lost';
@@ -198,7 +203,7 @@ export class Session implements SessionInterface {
 }
 
 /** A model name cannot be routed: an unknown prefix, or a provider missing its key. */
-export class ModelRoutingError extends Error {
+export class ModelRoutingError extends TimestepError {
   name: 'ModelRoutingError';
 }
 
@@ -247,6 +252,6 @@ export class MultiModelProvider implements ModelProvider {
 }
 
 /** An embedded database cannot be kept in the directory given: the message says why, and the fix. */
-export class DataDirUnusable extends Error {
+export class DataDirUnusable extends TimestepError {
   name: 'DataDirUnusable';
 }

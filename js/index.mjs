@@ -26,6 +26,7 @@ export {
   ModelRoutingError,
   RunNotResumable,
   RunStateNotFound,
+  TimestepError,
 } from './errors.mjs';
 export { MultiModelProvider, MultiModelProviderMap, OllamaProvider, OpenAICompatibleProvider } from './models.mjs';
 export { toolCallKey } from './journal.mjs';
@@ -300,11 +301,13 @@ function decisionsOn(state) {
   return Object.keys(decisions).length ? decisions : null;
 }
 
-/** Whether a state document approves or rejects every later call of some tool (alwaysApprove, alwaysReject). */
-function hasStandingDecisions(document) {
-  return (document.context?.functionApprovals ?? []).some((entry) =>
-    Object.values(entry.approvals ?? {}).some((record) => record.approved === true || record.rejected === true),
-  );
+/**
+ * Whether `state` approves or rejects every later call of some tool (alwaysApprove,
+ * alwaysReject), read from its context's approvals alone: the whole state is serialized, for
+ * the claim to record, only when it does.
+ */
+function hasStandingDecisions(state) {
+  return Object.values(state._context.toJSON().approvals ?? {}).some((record) => record.approved === true || record.rejected === true);
 }
 
 function leaseOwner() {
@@ -405,8 +408,7 @@ export class RunStateStore {
     const owner = leaseOwner();
     const loaded = (state && loadedRows.get(state)) ?? null;
     const decided = state ? decisionsOn(state) : null;
-    const document = state ? state.toJSON() : null;
-    const standing = document && hasStandingDecisions(document) ? JSON.stringify(document) : null;
+    const standing = state && hasStandingDecisions(state) ? JSON.stringify(state.toJSON()) : null;
     const { rows } = await db.query(
       CLAIM,
       [this.sessionId, loaded === null ? null : String(loaded), owner, String(this.leaseSeconds), decided && JSON.stringify(decided), standing],

@@ -53,17 +53,19 @@ export function resolveDataDir(dir) {
   return resolvePath(expandUser(String(dir)));
 }
 
-/** The socket the sidecar of PGlite directory `dir` listens on, as its holder wrote it in the
- * directory's lock file ("socket <path>" line), or undefined if nobody has said. */
-export function socketPath(dir) {
-  let text;
+/** What the holder of PGlite directory `dir`'s lock wrote in it: who it is, and a "socket <path>" line (none if unreadable). */
+export function lockLines(dir) {
   try {
-    text = fs.readFileSync(path.join(resolveDataDir(dir), 'lock'), 'utf8');
+    return fs.readFileSync(path.join(resolveDataDir(dir), 'lock'), 'utf8').split('\n').filter(Boolean);
   } catch {
-    return undefined;
+    return [];
   }
-  const line = text.split('\n').find((l) => l.startsWith('socket '));
-  return line?.slice('socket '.length);
+}
+
+/** The socket the sidecar of PGlite directory `dir` listens on, as its holder wrote it in the
+ * directory's lock file, or undefined if nobody has said. */
+export function socketPath(dir) {
+  return lockLines(dir).find((l) => l.startsWith('socket '))?.slice('socket '.length);
 }
 
 /** Why `socket` (or its directory) is not this user's alone, or undefined if it is. */
