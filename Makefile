@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 READY := $(VENV)/.timestep-ready
 # The machine's PostgreSQL, used by `make test` when PG_CONNECTION_URI is not set and it answers.
 LOCAL_PG := postgresql://postgres@127.0.0.1:5432/test
+# pytest-xdist workers: most tests wait on child processes, Node or a database, so two share
+# two cores well. TEST_WORKERS=0 runs the tests in this process, one at a time.
+TEST_WORKERS ?= 2
 
 # The embedded database's migrated template, as a wheel ships it: a first start copies it
 # instead of running initdb and the migrations (timestep/store/template.py).
@@ -43,7 +46,7 @@ test: setup
 	@uri="$${PG_CONNECTION_URI:-}"; \
 	if [ -z "$$uri" ] && $(BIN)/python -c 'import psycopg; psycopg.connect("$(LOCAL_PG)", connect_timeout=3).close()' 2>/dev/null; then \
 		uri="$(LOCAL_PG)"; echo "PostgreSQL half: $$uri"; fi; \
-	PG_CONNECTION_URI="$$uri" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PG_CONNECTION_URI="$$uri" $(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 	@# The JavaScript module's own tests, on the Node timestep bundles.
 	"$$($(BIN)/python -c 'from timestep.store.node import find_node; print(find_node())')" --test 'tests/js/unit/*.test.mjs'
 

@@ -152,18 +152,30 @@ function checkDataDir(root) {
   }
 }
 
-/** Where the sidecar of `root` listens: root/sidecar.sock if it fits, else a per-user directory (private.py). */
+/** Where the sidecar of `root` listens: root/sidecar.sock if it fits, else the first per-user
+ * directory in which the socket's path fits (private.py). */
 function socketPathFor(root) {
   const inside = path.join(root, 'sidecar.sock');
   if (Buffer.byteLength(inside) < SOCKET_PATH_LIMIT) return inside;
+  const name = `${crypto.createHash('sha256').update(inside).digest('hex').slice(0, 24)}.sock`;
   const runtime = process.env.XDG_RUNTIME_DIR;
-  const base = runtime && path.isAbsolute(runtime) ? path.join(runtime, 'timestep') : path.join(os.tmpdir(), `timestep-${process.getuid()}`);
+  const bases = [
+    ...(runtime && path.isAbsolute(runtime) ? [path.join(runtime, 'timestep')] : []),
+    path.join(os.tmpdir(), `timestep-${process.getuid()}`),
+  ];
+  const base = bases.find((candidate) => Buffer.byteLength(path.join(candidate, name)) < SOCKET_PATH_LIMIT);
+  if (!base) {
+    throw new Error(
+      `no place for the sidecar's socket: a unix socket's path must be under ${SOCKET_PATH_LIMIT} bytes, and ` +
+        `${bases.join(' and ')} are too long; set TMPDIR to a short directory of your own`,
+    );
+  }
   fs.mkdirSync(base, { recursive: true, mode: 0o700 });
   const info = fs.lstatSync(base);
   if (!info.isDirectory() || info.uid !== process.getuid() || info.mode & 0o022) {
     throw new Error(`${base} is not yours alone: another user could replace the sidecar's socket there; have it removed`);
   }
-  return path.join(base, `${crypto.createHash('sha256').update(inside).digest('hex').slice(0, 24)}.sock`);
+  return path.join(base, name);
 }
 
 function findExecutable(name) {

@@ -74,6 +74,15 @@ def open_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A new directory of this user's with a short path, however deep pytest's own tmp_path is:
+    a socket's path fits in it."""
+    path = Path(tempfile.mkdtemp(prefix="ts-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def names(path: Path) -> set[str]:
     return {p.name for p in path.iterdir()}
 
@@ -197,13 +206,15 @@ async def test_a_staging_copy_left_by_a_killed_open_is_removed(tmp_path: Path) -
     assert not stale.exists()
 
 
-async def test_a_socket_directory_others_can_write_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_socket_directory_others_can_write_is_refused(
+    tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With a data directory path too long for a socket address, the socket goes to
     <tmp>/timestep-<uid>: never one that another user made or can write to."""
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # as TMPDIR would, in a new process
-    planted = tmp_path / "tmp" / f"timestep-{os.getuid()}"
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))  # as TMPDIR would, in a new process
+    planted = short_tmp / f"timestep-{os.getuid()}"
     planted.mkdir(parents=True)
     planted.chmod(0o777)
     with pytest.raises(SocketUnsafe, match=r"writable by .* another user could replace"):
@@ -211,20 +222,22 @@ async def test_a_socket_directory_others_can_write_is_refused(tmp_path: Path, mo
     assert names(planted) == set()
 
 
-async def test_a_socket_directory_of_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_socket_directory_of_another_user_is_refused(
+    tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     user = other_user()
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # as TMPDIR would, in a new process
-    planted = tmp_path / "tmp" / f"timestep-{os.getuid()}"
-    planted.mkdir(parents=True, mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))  # as TMPDIR would, in a new process
+    planted = short_tmp / f"timestep-{os.getuid()}"
+    planted.mkdir(mode=0o700)
     os.chown(planted, user.pw_uid, user.pw_gid)
     with pytest.raises(SocketUnsafe, match=f"owned by uid {user.pw_uid}"):
         await open_store(pglite_path=deep)
 
 
-async def test_the_socket_goes_to_the_runtime_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = tmp_path / "run"
+async def test_the_socket_goes_to_the_runtime_directory(tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = short_tmp / "run"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     deep = tmp_path / ("d" * 60) / ("e" * 60)
@@ -234,6 +247,29 @@ async def test_the_socket_goes_to_the_runtime_directory(tmp_path: Path, monkeypa
         assert published is not None and Path(published).parent == runtime / "timestep"
         assert stat.S_IMODE(os.stat(runtime / "timestep").st_mode) == 0o700
         assert stat.S_IMODE(os.stat(published).st_mode) == 0o600
+
+
+async def test_a_runtime_directory_too_deep_for_a_socket_is_passed_over(
+    tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket's path has a limit (sun_path): with XDG_RUNTIME_DIR too deep for it, the socket
+    goes to <tmp>/timestep-<uid>; with that too deep as well, a SocketUnsafe says what to set."""
+    runtime = tmp_path / ("r" * 80)
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    async with await open_store(pglite_path=deep) as store:
+        assert await store.fetchval("SELECT 1") == 1
+        published = DataDir(deep).published_socket()
+        assert published is not None and Path(published).parent == short_tmp / f"timestep-{os.getuid()}"
+    assert names(runtime) == set()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("t" * 80)))
+    with pytest.raises(SocketUnsafe, match="no place for the sidecar's socket.*set TMPDIR to a short directory"):
+        await open_store(pglite_path=deep)
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))  # as the message says: the directory opens
+    async with await open_store(pglite_path=deep) as store:
+        assert await store.fetchval("SELECT 1") == 1
 
 
 async def test_another_user_cannot_reach_the_database(open_tmp: Path) -> None:

@@ -12,10 +12,13 @@ this is the first thing that says what changed.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PG_URI, child_env, require_postgres
+from conftest import child_env, require_postgres
 
 HERE = Path(__file__).parent
 # The SDK's test files of SQLiteSession and AdvancedSQLiteSession, and of the SDK's session
@@ -58,17 +61,26 @@ def sdk_source() -> Path:
     if (unpacked / "tests" / "memory").is_dir():
         return unpacked
     root.mkdir(parents=True, exist_ok=True)
-    fetched = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
-         f"openai-agents=={release}", "--dest", str(root)],
-        capture_output=True, text=True, timeout=600,
-    )
-    archive = root / f"openai_agents-{release}.tar.gz"
-    assert fetched.returncode == 0 and archive.is_file(), (
-        f"cannot fetch the openai-agents {release} source distribution from PyPI: {fetched.stderr[-2000:]}"
-    )
-    with tarfile.open(archive) as sdist:
-        sdist.extractall(root, filter="data")
+    # Under pytest-xdist both workers may get here at once: one fetches, the other waits.
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (unpacked / "tests" / "memory").is_dir():
+            return unpacked
+        fetched = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
+             f"openai-agents=={release}", "--dest", str(root)],
+            capture_output=True, text=True, timeout=600,
+        )
+        archive = root / f"openai_agents-{release}.tar.gz"
+        assert fetched.returncode == 0 and archive.is_file(), (
+            f"cannot fetch the openai-agents {release} source distribution from PyPI: {fetched.stderr[-2000:]}"
+        )
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=".unpacking-"))  # renamed whole: never half there
+        with tarfile.open(archive) as sdist:
+            sdist.extractall(staging, filter="data")
+        shutil.rmtree(unpacked, ignore_errors=True)
+        (staging / unpacked.name).rename(unpacked)
+        shutil.rmtree(staging)
     return unpacked
 
 
@@ -80,44 +92,38 @@ class SuiteRun:
     report: Path
 
 
-@pytest.fixture(scope="module")
-def suite_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SuiteRun]]:
-    """Both backends' runs, started together (each waits on its database much of the time)."""
+@pytest.fixture(scope="module", params=["pglite", "postgres"])
+def suite_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
+    """The SDK's tests running against one backend, in a pytest process of their own (under
+    pytest-xdist, the two backends' runs go to two workers and run side by side)."""
+    backend = request.param
+    target = require_postgres() if backend == "postgres" else str(tmp_path_factory.mktemp("sdk-suite") / "db")
     source = sdk_source()
     not_run = [node for node, reason in cannot_apply().items() if reason.startswith(NOT_RUN)]
-    targets = {"pglite": str(tmp_path_factory.mktemp("sdk-suite") / "db")}
-    if PG_URI:
-        targets["postgres"] = PG_URI
-    runs = {}
-    for backend, target in targets.items():
-        report = tmp_path_factory.mktemp(f"sdk-suite-{backend}") / "report.xml"
-        env = child_env(TIMESTEP_SDK_SUITE_BACKEND=backend, TIMESTEP_SDK_SUITE_TARGET=target)
-        env["PYTHONPATH"] = str(HERE / "sdk") + os.pathsep + env["PYTHONPATH"]
-        command = [
-            sys.executable, "-m", "pytest", *FILES, *(f"--deselect={node}" for node in not_run),
-            "-p", "timestep_sdk_adapter", "-p", "no:cacheprovider",
-            # --tb=line: Python 3.11 can fail to re-parse some of the SDK's test sources for a
-            # long traceback ("AST constructor recursion depth mismatch"), ending the run.
-            "-q", "--tb=line", f"--junitxml={report}",
-        ]
-        process = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        runs[backend] = SuiteRun(process, report)
-    yield runs
-    for run in runs.values():
-        if run.process.poll() is None:
-            run.process.kill()
-        run.process.communicate()
+    report = tmp_path_factory.mktemp(f"sdk-suite-{backend}") / "report.xml"
+    env = child_env(TIMESTEP_SDK_SUITE_BACKEND=backend, TIMESTEP_SDK_SUITE_TARGET=target)
+    env["PYTHONPATH"] = str(HERE / "sdk") + os.pathsep + env["PYTHONPATH"]
+    command = [
+        sys.executable, "-m", "pytest", *FILES, *(f"--deselect={node}" for node in not_run),
+        "-p", "timestep_sdk_adapter", "-p", "no:cacheprovider",
+        # --tb=line: Python 3.11 can fail to re-parse some of the SDK's test sources for a
+        # long traceback ("AST constructor recursion depth mismatch"), ending the run.
+        "-q", "--tb=line", f"--junitxml={report}",
+    ]
+    process = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    yield SuiteRun(process, report)
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
 
 
-@pytest.mark.parametrize("backend", ["pglite", "postgres"])
-def test_the_sdks_session_tests_pass(backend: str, suite_runs: dict[str, SuiteRun]) -> None:
-    if backend == "postgres":
-        require_postgres()
+def test_the_sdks_session_tests_pass(suite_run: SuiteRun, request: pytest.FixtureRequest) -> None:
+    backend = request.node.callspec.params["suite_run"]
     source = sdk_source()
     listed = cannot_apply()
     not_run = sorted(node for node, reason in listed.items() if reason.startswith(NOT_RUN))
-    report = suite_runs[backend].report
-    output, _ = suite_runs[backend].process.communicate(timeout=1200)
+    report = suite_run.report
+    output, _ = suite_run.process.communicate(timeout=1200)
     assert report.is_file(), output[-6000:]
     outcomes = {}
     for case in ElementTree.parse(report).getroot().iter("testcase"):

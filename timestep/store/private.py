@@ -78,13 +78,19 @@ def _runtime_dir() -> Path | None:
 
 def socket_path_for(root: Path) -> str:
     """Where the sidecar of data directory `root` listens: `root/sidecar.sock` if it fits, else
-    a per-user directory (made here, and checked)."""
+    the first per-user directory (made here, and checked) in which the socket's path fits."""
     path = str(root / "sidecar.sock")
     if len(path.encode()) < SOCKET_PATH_LIMIT:
         return path
-    base = _runtime_dir() or Path(tempfile.gettempdir()) / f"timestep-{os.getuid()}"
-    digest = hashlib.sha256(path.encode()).hexdigest()[:24]
-    return str(private_dir(base) / f"{digest}.sock")
+    name = hashlib.sha256(path.encode()).hexdigest()[:24] + ".sock"
+    bases = [base for base in (_runtime_dir(), Path(tempfile.gettempdir()) / f"timestep-{os.getuid()}") if base]
+    for base in bases:
+        if len(str(base / name).encode()) < SOCKET_PATH_LIMIT:
+            return str(private_dir(base) / name)
+    raise SocketUnsafe(
+        f"no place for the sidecar's socket: a unix socket's path must be under {SOCKET_PATH_LIMIT} bytes, and "
+        f"{' and '.join(str(base) for base in bases)} are too long; set TMPDIR to a short directory of your own"
+    )
 
 
 def check_socket(path: str) -> None:
