@@ -160,7 +160,7 @@ function socketPathFor(root) {
   const name = `${crypto.createHash('sha256').update(inside).digest('hex').slice(0, 24)}.sock`;
   const runtime = process.env.XDG_RUNTIME_DIR;
   const bases = [
-    ...(runtime && path.isAbsolute(runtime) ? [path.join(runtime, 'timestep')] : []),
+    ...(runtime && path.isAbsolute(runtime) && yoursAlone(runtime) ? [path.join(runtime, 'timestep')] : []),
     path.join(os.tmpdir(), `timestep-${process.getuid()}`),
   ];
   const base = bases.find((candidate) => Buffer.byteLength(path.join(candidate, name)) < SOCKET_PATH_LIMIT);
@@ -171,11 +171,20 @@ function socketPathFor(root) {
     );
   }
   fs.mkdirSync(base, { recursive: true, mode: 0o700 });
-  const info = fs.lstatSync(base);
-  if (!info.isDirectory() || info.uid !== process.getuid() || info.mode & 0o022) {
+  if (!yoursAlone(base)) {
     throw new Error(`${base} is not yours alone: another user could replace the sidecar's socket there; have it removed`);
   }
   return path.join(base, name);
+}
+
+/** Whether `dir` is a directory of this user's that no one else can write in (private.py's unsafe_because). */
+function yoursAlone(dir) {
+  try {
+    const info = fs.lstatSync(dir);
+    return info.isDirectory() && info.uid === process.getuid() && !(info.mode & 0o022);
+  } catch {
+    return false;
+  }
 }
 
 function findExecutable(name) {

@@ -16,6 +16,7 @@ import pytest
 
 from timestep import open_store
 from timestep.store import Store
+from timestep.store.namespace import drop_namespace
 from timestep.store.template import ensure_migrated_template
 
 PG_URI = os.environ.get("PG_CONNECTION_URI", "")
@@ -77,6 +78,22 @@ async def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield name, store
     finally:
         await store.aclose()
+
+
+@pytest.fixture
+async def namespaced_store(named_store: tuple[str, Store]) -> AsyncIterator[tuple[str, str, Store]]:
+    """A store in a new namespace of its own, on each backend: for a test of what acts on every
+    row it finds (a purge, a prune), which must not reach other tests' rows on the shared
+    server. Yields how a child process names the database, the namespace, and the store."""
+    name, shared = named_store
+    namespace = f"own-{uuid.uuid4().hex[:12]}"
+    where = {"uri": name} if name.startswith("postgresql") else {"pglite_path": name}
+    store = await open_store(**where, namespace=namespace)
+    try:
+        yield name, namespace, store
+    finally:
+        await store.aclose()
+        await drop_namespace(shared, namespace)
 
 
 @pytest.fixture(params=["pglite", "postgres"])

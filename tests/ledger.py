@@ -16,9 +16,16 @@ from agents import Agent, function_tool
 from agents.models.openai_responses import OpenAIResponsesModel
 from openai import AsyncOpenAI
 
+from timestep.store import Store
 from timestep.testing import RecordedRequest, Reply, call, text
 
 CREATE = "CREATE TABLE IF NOT EXISTS worker_ledger (batch text NOT NULL, amount int NOT NULL, pid int NOT NULL)"
+
+
+async def create_table(store: Store) -> None:
+    """The ledger's table, made once however many test processes ask at the same moment
+    (two CREATE TABLE IF NOT EXISTS at once can both try, and one fail)."""
+    await store.execute_batch([("SELECT pg_advisory_xact_lock(hashtext('worker_ledger'))", []), (CREATE, [])])
 
 
 @function_tool(needs_approval=True)

@@ -98,6 +98,19 @@ async def test_list_and_drop(location: dict[str, Any]) -> None:
         await drop_namespace(again, name)
 
 
+async def test_a_namespace_being_made_is_not_listed(location: dict[str, Any]) -> None:
+    """A namespace's schema exists a moment before its tables (and after them, as it is dropped):
+    listing the namespaces meanwhile passes over it instead of failing."""
+    name = unique("half-made")
+    async with await open_store(**location["open"]) as default:
+        await default.execute(f'CREATE SCHEMA "timestep_ns_{name}"')
+        try:
+            listed = await list_namespaces(default)
+            assert name not in {info.name for info in listed}
+        finally:
+            await default.execute(f'DROP SCHEMA "timestep_ns_{name}"')
+
+
 @pytest.mark.parametrize("bad", ["Agent", "a b", 'x"; DROP TABLE agent_sessions; --', "", "-x", "é", "a" * 51, "a.b"])
 async def test_bad_names_are_refused_before_any_sql(bad: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidNamespace, match="invalid namespace name"):

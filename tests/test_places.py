@@ -8,6 +8,7 @@ drops to the user's ids (this checkout may sit where that user cannot read).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -43,11 +44,14 @@ def other_user() -> pwd.struct_passwd:
     """A second local user, created if missing (root only)."""
     if os.getuid() != 0:
         pytest.skip("a second local user is created with useradd, which needs root")
-    try:
-        return pwd.getpwnam(OTHER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER], check=True)
-        return pwd.getpwnam(OTHER_USER)
+    # One test process at a time (pytest-xdist): a second useradd would fail on the first's lock.
+    with open(Path(tempfile.gettempdir()) / "timestep-test-useradd.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(OTHER_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER], check=True)
+            return pwd.getpwnam(OTHER_USER)
 
 
 def as_other_user(code: str, *args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:

@@ -332,8 +332,8 @@ async def steps_of(store: Store, run_id: str) -> int:
     return int(await store.fetchval("SELECT count(*) FROM run_steps WHERE run_id = $1", run_id))
 
 
-async def test_prune_deletes_the_journals_no_run_will_replay(named_store: tuple[str, Store], ledger: Path) -> None:
-    name, store = named_store
+async def test_prune_deletes_the_journals_no_run_will_replay(namespaced_store: tuple[str, str, Store], ledger: Path) -> None:
+    name, namespace, store = namespaced_store  # prune deletes every old journal it finds: ours only
     with FakeModelServer([crashy.answer] * 10 + [crashy.answer] * 2) as server:
         agent = crashy.make_agent(server.base_url)
         finished, failed = f"prune-{uuid.uuid4().hex[:8]}", f"prune-{uuid.uuid4().hex[:8]}"
@@ -345,7 +345,7 @@ async def test_prune_deletes_the_journals_no_run_will_replay(named_store: tuple[
     assert await RunStateStore.prune_journals(dt.timedelta(days=7), store) == 0  # nothing that old
     assert (await steps_of(store, finished), await steps_of(store, failed)) == (13, 4)
     done = subprocess.run(
-        [sys.executable, "-m", "timestep", "runs", "prune", "--older-than", "0s",
+        [sys.executable, "-m", "timestep", "runs", "prune", "--older-than", "0s", "--namespace", namespace,
          *(["--uri", name] if name.startswith("postgresql") else ["--pglite-path", name])],
         capture_output=True, text=True, timeout=300, env=child_env(),
     )
@@ -631,3 +631,33 @@ async def test_a_streamed_run_cancelled_before_its_end_is_recorded_failed_and_re
         assert row is not None and (row["status"], row["error"]) == ("failed", "RunCancelled: the run was cancelled before it ended")
         recovered = await runs.recover()
     assert (recovered.final_output, ran) == ("done", [1])
+
+
+async def test_each_step_is_on_stable_storage_before_the_run_goes_on(tmp_path: Path) -> None:
+    """A journaled step is synced before the run acts on it: the response asking for a tool
+    before the tool runs (a recovery must not ask the model again and act twice on two
+    answers), and the last response before the run's hooks see it.
+
+    Seen in PostgreSQL's own positions on a database of the test's own (nothing else writes
+    to it): the WAL flushed (`pg_current_wal_flush_lsn`) against the WAL written."""
+    async with await open_store(pglite_path=tmp_path / "db") as store:
+        unflushed = "SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()"
+        seen: dict[str, bool] = {}
+
+        @function_tool
+        async def pay() -> str:
+            """Pay."""
+            seen["tool"] = await store.fetchval(unflushed)
+            return "paid"
+
+        class Probe(RunHooks[Any]):
+            async def on_agent_end(self, context: Any, agent: Any, output: Any) -> None:
+                seen["end"] = await store.fetchval(unflushed)
+
+        with FakeModelServer([call("pay", {}), text("done")]) as server:
+            agent = Agent(name="main", instructions="main", model=server.responses_model(), tools=[pay])
+            runs = RunStateStore(agent, "synced", store=store)
+            result = await run_agent(agent, "go", run_store=runs, hooks=Probe())
+        assert result.final_output == "done"
+        assert seen == {"tool": False, "end": False}
+        assert await store.fetchval("SELECT count(*) FROM run_steps WHERE run_id = 'synced' AND kind = 'model'") == 2

@@ -37,7 +37,7 @@ async def namespaced() -> AsyncIterator[tuple[str, str, Store]]:
     uri = require_postgres()
     namespace = f"worker-{uuid.uuid4().hex[:12]}"
     async with await open_store(uri) as plain:
-        await plain.execute(ledger.CREATE)
+        await ledger.create_table(plain)
     store = await open_store(uri, namespace=namespace)
     # The test's own signal that a run finished (a run ends by an UPDATE, which notifies no
     # worker: workers wait for decisions and new runs).
@@ -177,7 +177,7 @@ async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_
 async def test_a_worker_on_pglite_resumes_decided_runs(tmp_path: Path) -> None:
     uri = require_postgres()  # the ledger's table
     async with await open_store(uri) as plain:
-        await plain.execute(ledger.CREATE)
+        await ledger.create_table(plain)
     batch = uuid.uuid4().hex
     os.environ.update(LEDGER_URI=uri, LEDGER_BATCH=batch)
     async with await open_store(pglite_path=tmp_path / "db") as store:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import InvalidNamespace
+from ..errors import InvalidNamespace, UndefinedTable
 from .base import Store
 
 PREFIX = "timestep_ns_"
@@ -61,24 +61,32 @@ async def list_namespaces(store: Store) -> list[NamespaceInfo]:
         len(PREFIX) + 1,
         PREFIX,
     )
-    # A schema made by hand outside timestep, with a name timestep would refuse: not ours to report.
-    return [await _info(store, row["name"]) for row in names if _NAME.fullmatch(row["name"])]
+    # A schema made by hand outside timestep, with a name timestep would refuse: not ours to
+    # report; nor one another process is making or dropping meanwhile (it has no tables).
+    infos = [await _info(store, row["name"]) for row in names if _NAME.fullmatch(row["name"])]
+    return [info for info in infos if info is not None]
 
 
 async def namespace_info(store: Store, name: str) -> NamespaceInfo | None:
-    """One namespace with its session and run counts; None if there is none of that name."""
+    """One namespace with its session and run counts; None if there is none of that name (or
+    it is being made or dropped right now)."""
     check_name(name)
     if not await store.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", PREFIX + name):
         return None
     return await _info(store, name)
 
 
-async def _info(store: Store, name: str) -> NamespaceInfo:
+async def _info(store: Store, name: str) -> NamespaceInfo | None:
+    """The namespace's counts; None if it has no tables (being made or dropped right now)."""
     schema = schema_of(name)
-    counts = await store.fetchrow(
-        f"SELECT (SELECT count(*) FROM {schema}.agent_sessions) AS sessions, "
-        f"(SELECT count(DISTINCT run_id) FROM {schema}.run_states) AS runs"
-    )
+    try:
+        counts = await store.fetchrow(
+            f"SELECT (SELECT count(*) FROM {schema}.agent_sessions) AS sessions, "
+            f"(SELECT count(DISTINCT run_id) FROM {schema}.run_states) AS runs"
+        )
+    except UndefinedTable:
+        return None
+    assert counts is not None
     return NamespaceInfo(name, counts["sessions"], counts["runs"])
 
 
