@@ -128,22 +128,26 @@ def test_frames_that_are_not_requests_are_answered_and_cost_nothing(owner: Owner
 
 
 def test_an_oversized_frame_is_refused_before_it_is_buffered(owner: Owner) -> None:
-    before = rss_kb(owner.sidecar)
     sock, reader = connect(owner.path)
+    sent = 0
     with sock:
         sock.sendall(struct.pack(">I", 200 << 20))  # announces 200 MB
         try:
-            for _ in range(100):  # then sends 100 MB of it, if the sidecar still listens
+            for _ in range(100):  # then sends 100 MB of it, if the sidecar still reads
                 sock.sendall(b"x" * (1 << 20))
+                sent += 1 << 20
         except OSError:
             pass  # dropped: good
+        # The sidecar stopped reading at the header: what got through is what the socket's
+        # buffers and one read of Node's hold, nothing like the 100 MB a sidecar buffering the
+        # frame takes in. (Not the sidecar's RSS: its memory moves with its own maintenance.)
+        assert sent < 16 << 20, f"{sent >> 20} MB of the refused frame were read"
         reply = next_reply(sock, reader)
         assert isinstance(reply, protocol.Error) and "limit" in reply.message
         try:  # and the connection is closed (reset, if we were still sending)
             assert next_reply(sock, reader) is None
         except ConnectionResetError:
             pass
-    assert rss_kb(owner.sidecar) - before < 64 << 10  # nothing like 200 MB was buffered
     assert owner.write() == 1
 
 
