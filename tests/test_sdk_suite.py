@@ -76,11 +76,13 @@ def sdk_source() -> Path:
             f"cannot fetch the openai-agents {release} source distribution from PyPI: {fetched.stderr[-2000:]}"
         )
         staging = Path(tempfile.mkdtemp(dir=root, prefix=".unpacking-"))  # renamed whole: never half there
-        with tarfile.open(archive) as sdist:
-            sdist.extractall(staging, filter="data")
-        shutil.rmtree(unpacked, ignore_errors=True)
-        (staging / unpacked.name).rename(unpacked)
-        shutil.rmtree(staging)
+        try:
+            with tarfile.open(archive) as sdist:
+                sdist.extractall(staging, filter="data")
+            shutil.rmtree(unpacked, ignore_errors=True)
+            (staging / unpacked.name).rename(unpacked)
+        finally:
+            shutil.rmtree(staging)
     return unpacked
 
 

@@ -106,11 +106,11 @@ async def until_finished(store: Store, namespace: str, run_ids: list[str]) -> No
     await asyncio.wait_for(wait(), 300)
 
 
-async def test_four_workers_resume_fifty_runs_each_exactly_once(namespaced: tuple[str, str, Store]) -> None:
+async def test_four_workers_resume_fifty_runs_each_exactly_once(namespaced: tuple[str, str, Store], monkeypatch: pytest.MonkeyPatch) -> None:
     uri, namespace, store = namespaced
     batch = uuid.uuid4().hex
     with FakeModelServer([ledger.answer] * (2 * RUNS)) as server:
-        os.environ["FAKE_MODEL_URL"] = server.base_url
+        monkeypatch.setenv("FAKE_MODEL_URL", server.base_url)
         run_ids = await pause_runs(store, RUNS)
         env = env_for(server, uri, batch)
         workers = [start_worker(uri, namespace, env, "--poll", "0.2") for _ in range(WORKERS)]
@@ -146,11 +146,11 @@ async def test_four_workers_resume_fifty_runs_each_exactly_once(namespaced: tupl
     assert len(server.requests) == 2 * RUNS  # one model call to pause, one to finish: nothing twice
 
 
-async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_expires(namespaced: tuple[str, str, Store]) -> None:
+async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_expires(namespaced: tuple[str, str, Store], monkeypatch: pytest.MonkeyPatch) -> None:
     uri, namespace, store = namespaced
     batch = uuid.uuid4().hex
     with FakeModelServer([ledger.answer] * 4) as server:
-        os.environ["FAKE_MODEL_URL"] = server.base_url
+        monkeypatch.setenv("FAKE_MODEL_URL", server.base_url)
         [run_id] = await pause_runs(store, 1, first=7)
         await RunStateStore.decide(run_id, approve=True, store=store)
         doomed = start_worker(uri, namespace, env_for(server, uri, batch, LEDGER_HANG="7"), "--lease", "2", "--poll", "0.2")
@@ -166,7 +166,8 @@ async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_
         # Its lease (2 s, renewed every third of it) outlives the kill by less than that: wait it out.
         expires = await store.fetchval("SELECT lease_expires_at FROM run_states WHERE run_id = $1 AND active", run_id)
         await store.fetchval("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp())))", expires)
-        os.environ.update(LEDGER_URI=uri, LEDGER_BATCH=batch)
+        monkeypatch.setenv("LEDGER_URI", uri)
+        monkeypatch.setenv("LEDGER_BATCH", batch)
         assert await Worker(ledger.make_agent(), store=store).run_once() == 1
     row = await store.fetchrow("SELECT status, final_output FROM run_states WHERE run_id = $1 AND active", run_id)
     assert row is not None and (row["status"], row["final_output"]) == ("finished", "done 7")
@@ -174,15 +175,16 @@ async def test_a_run_held_by_a_killed_worker_is_taken_by_another_once_its_lease_
     assert [r["pid"] for r in paid] == [os.getpid()]  # the killed worker never paid
 
 
-async def test_a_worker_on_pglite_resumes_decided_runs(tmp_path: Path) -> None:
+async def test_a_worker_on_pglite_resumes_decided_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = require_postgres()  # the ledger's table
     async with await open_store(uri) as plain:
         await ledger.create_table(plain)
     batch = uuid.uuid4().hex
-    os.environ.update(LEDGER_URI=uri, LEDGER_BATCH=batch)
+    monkeypatch.setenv("LEDGER_URI", uri)
+    monkeypatch.setenv("LEDGER_BATCH", batch)
     async with await open_store(pglite_path=tmp_path / "db") as store:
         with FakeModelServer([ledger.answer] * 6) as server:
-            os.environ["FAKE_MODEL_URL"] = server.base_url
+            monkeypatch.setenv("FAKE_MODEL_URL", server.base_url)
             run_ids = await pause_runs(store, 3)
             # Decisions that are not a JSON object (written by another program) leave that run
             # to an operator; they do not stop the worker taking the others.
@@ -200,7 +202,7 @@ async def test_a_worker_on_pglite_resumes_decided_runs(tmp_path: Path) -> None:
     assert [r["amount"] for r in paid] == [1]
 
 
-async def test_a_decision_wakes_a_worker_and_sigterm_lets_it_finish_the_run_in_hand(namespaced: tuple[str, str, Store]) -> None:
+async def test_a_decision_wakes_a_worker_and_sigterm_lets_it_finish_the_run_in_hand(namespaced: tuple[str, str, Store], monkeypatch: pytest.MonkeyPatch) -> None:
     """On PostgreSQL a worker waits for NOTIFY, not for its next look (here ten minutes away);
     SIGTERM while it runs a run: it finishes that run, then exits 0."""
     uri, namespace, store = namespaced
@@ -213,7 +215,7 @@ async def test_a_decision_wakes_a_worker_and_sigterm_lets_it_finish_the_run_in_h
         return ledger.answer(request)
 
     with FakeModelServer([ledger.answer, slow]) as server:
-        os.environ["FAKE_MODEL_URL"] = server.base_url
+        monkeypatch.setenv("FAKE_MODEL_URL", server.base_url)
         [run_id] = await pause_runs(store, 1, first=3)
         worker = start_worker(uri, namespace, env_for(server, uri, batch), "--poll", "600")
         try:
