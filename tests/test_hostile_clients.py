@@ -140,7 +140,8 @@ def test_an_oversized_frame_is_refused_before_it_is_buffered(owner: Owner) -> No
             pass  # dropped: good
         # The sidecar stopped reading at the header: what got through is what the socket's
         # buffers and one read of Node's hold, nothing like the 100 MB a sidecar buffering the
-        # frame takes in. (Not the sidecar's RSS: its memory moves with its own maintenance.)
+        # frame takes in. (Not the sidecar's RSS, which grew by 200 MB once on a busy machine
+        # without this frame's bytes: RSS is not a measure of what was buffered.)
         assert sent < 16 << 20, f"{sent >> 20} MB of the refused frame were read"
         reply = next_reply(sock, reader)
         assert isinstance(reply, protocol.Error) and "limit" in reply.message
