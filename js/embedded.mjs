@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { decode } from '@msgpack/msgpack';
 import { FrameReader } from '../sidecar/frames.mjs';
 import { DataDirUnusable } from './errors.mjs';
-import { SidecarClient, lockLines, resolveDataDir } from './sidecar-client.mjs';
+import { SidecarClient, lockLines, resolveDataDir, yoursAlone } from './sidecar-client.mjs';
 
 const SERVER = new URL('../sidecar/server.mjs', import.meta.url);
 const SOCKET_PATH_LIMIT = 100; // sun_path is 104-108 bytes depending on the platform (private.py)
@@ -160,7 +160,7 @@ function socketPathFor(root) {
   const name = `${crypto.createHash('sha256').update(inside).digest('hex').slice(0, 24)}.sock`;
   const runtime = process.env.XDG_RUNTIME_DIR;
   const bases = [
-    ...(runtime && path.isAbsolute(runtime) && yoursAlone(runtime) ? [path.join(runtime, 'timestep')] : []),
+    ...(runtime && path.isAbsolute(runtime) && ownDir(runtime) ? [path.join(runtime, 'timestep')] : []),
     path.join(os.tmpdir(), `timestep-${process.getuid()}`),
   ];
   const base = bases.find((candidate) => Buffer.byteLength(path.join(candidate, name)) < SOCKET_PATH_LIMIT);
@@ -171,17 +171,16 @@ function socketPathFor(root) {
     );
   }
   fs.mkdirSync(base, { recursive: true, mode: 0o700 });
-  if (!yoursAlone(base)) {
+  if (!ownDir(base)) {
     throw new Error(`${base} is not yours alone: another user could replace the sidecar's socket there; have it removed`);
   }
   return path.join(base, name);
 }
 
-/** Whether `dir` is a directory of this user's that no one else can write in (private.py's unsafe_because). */
-function yoursAlone(dir) {
+/** Whether `dir` exists as a directory of this user's alone (a missing one is not). */
+function ownDir(dir) {
   try {
-    const info = fs.lstatSync(dir);
-    return info.isDirectory() && info.uid === process.getuid() && !(info.mode & 0o022);
+    return yoursAlone(fs.lstatSync(dir));
   } catch {
     return false;
   }

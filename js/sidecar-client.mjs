@@ -68,11 +68,16 @@ export function socketPath(dir) {
   return lockLines(dir).find((l) => l.startsWith('socket '))?.slice('socket '.length);
 }
 
+/** Whether `info` (an lstat) is of a directory of this user's that no one else can write in (private.py's unsafe_because). */
+export function yoursAlone(info) {
+  return info.isDirectory() && info.uid === process.getuid() && !(info.mode & 0o022);
+}
+
 /** Why `socket` (or its directory) is not this user's alone, or undefined if it is. */
 function unsafeSocket(socket) {
   const uid = process.getuid();
   const dir = fs.lstatSync(path.dirname(socket));
-  if (!dir.isDirectory() || dir.uid !== uid || dir.mode & 0o022) {
+  if (!yoursAlone(dir)) {
     return `its directory ${path.dirname(socket)} is not yours alone (owner uid ${dir.uid}, mode ${(dir.mode & 0o777).toString(8)})`;
   }
   const file = fs.lstatSync(socket);

@@ -83,7 +83,7 @@ async def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
 @pytest.fixture
 async def namespaced_store(named_store: tuple[str, Store]) -> AsyncIterator[tuple[str, str, Store]]:
     """A store in a new namespace of its own, on each backend: for a test of what acts on every
-    row it finds (a purge, a prune), which must not reach other tests' rows on the shared
+    row it finds (a worker, a purge, a prune), which must not reach other tests' rows on the shared
     server. Yields how a child process names the database, the namespace, and the store."""
     name, shared = named_store
     namespace = f"own-{uuid.uuid4().hex[:12]}"

@@ -29,7 +29,6 @@ from timestep.journal import RunJournal
 from timestep.session import Session
 from timestep import open_store, tool_call_key
 from timestep.store import Store
-from timestep.store.namespace import drop_namespace
 from timestep.testing import FakeModelServer, RecordedRequest, Reply, call, text
 from timestep.worker import Worker
 
@@ -263,19 +262,8 @@ async def test_a_run_killed_after_a_handoff_recovers_with_the_agent_it_handed_of
         assert [request.body["instructions"] for request in server.requests].count("route") == 1
 
 
-async def test_two_workers_recover_one_dead_run_once(named_store: tuple[str, Store], ledger: Path) -> None:
-    name, shared = named_store
-    # A namespace of its own: a worker takes every dead run it finds, other tests' too.
-    namespace = f"recovery-{uuid.uuid4().hex[:12]}"
-    store = await (open_store(name, namespace=namespace) if name.startswith("postgresql") else open_store(pglite_path=name, namespace=namespace))
-    try:
-        await two_workers_recover_one_dead_run_once(name, store, namespace, ledger)
-    finally:
-        await store.aclose()
-        await drop_namespace(shared, namespace)
-
-
-async def two_workers_recover_one_dead_run_once(name: str, store: Store, namespace: str, ledger: Path) -> None:
+async def test_two_workers_recover_one_dead_run_once(namespaced_store: tuple[str, str, Store], ledger: Path) -> None:
+    name, namespace, store = namespaced_store  # a worker takes every dead run it finds: ours only
     baseline = await uninterrupted(store, ledger)
     run_id = f"crash-{uuid.uuid4().hex[:8]}"
     with FakeModelServer([crashy.answer] * 10) as server:
@@ -295,37 +283,33 @@ async def two_workers_recover_one_dead_run_once(name: str, store: Store, namespa
     assert without_ids(await Session(run_id, store=store).get_items()) == baseline[1]
 
 
-async def test_a_worker_killed_inside_a_tool_is_recovered_by_another(named_store: tuple[str, Store], ledger: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_worker_killed_inside_a_tool_is_recovered_by_another(
+    namespaced_store: tuple[str, str, Store], ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run paused for step_b, approved through the store; a worker takes it and dies inside
     pair_c; another worker finishes it: pair_c runs again (it had no journaled output), no other
     tool does, and the run ends as an uninterrupted one."""
-    name, shared = named_store
-    namespace = f"recovery-{uuid.uuid4().hex[:12]}"
-    store = await (open_store(name, namespace=namespace) if name.startswith("postgresql") else open_store(pglite_path=name, namespace=namespace))
-    try:
-        baseline = await uninterrupted(store, ledger)
-        monkeypatch.setenv("CRASHY_APPROVE_B", "1")
-        run_id = f"crash-{uuid.uuid4().hex[:8]}"
-        with FakeModelServer([crashy.answer] * 12) as server:
-            agent = crashy.make_agent(server.base_url)
-            await run_agent(agent, "go", Session(run_id, store=store), run_store=RunStateStore(agent, run_id, store=store))
-            await RunStateStore.decide(run_id, approve=True, store=store)
-            env = {"TIMESTEP_NAMESPACE": namespace, "CRASHY_APPROVE_B": "1"}
-            killed(child("worker", name, run_id, server, CRASH_AT="tool_body:pair_c", **env))
-            before, journaled = crashy.executions(ledger), await journaled_calls(store, run_id)
-            assert {"a1", "b2"} <= journaled and "c3" not in journaled
-            await wait_for_lease_to_expire(store, run_id)
-            out, err = child("worker", name, run_id, server, **env).communicate(timeout=300)
-            assert json.loads(out.strip().splitlines()[-1]) == {"taken": 1}, err
-            assert len(server.requests) == len(baseline[0])
-        again = ["pair_c 3"] + ([] if "d4" in journaled else ["pair_d 4"])  # pair_d ran beside it, journaled or not
-        assert sorted(crashy.executions(ledger)) == sorted(before + again)
-        assert len(crashy.call_keys(ledger)["pair_c"]) == 1  # the same key both times
-        assert without_ids(await Session(run_id, store=store).get_items()) == baseline[1]
-        assert (await RunStateStore.find_run(run_id, store)).status == "finished"
-    finally:
-        await store.aclose()
-        await drop_namespace(shared, namespace)
+    name, namespace, store = namespaced_store  # a worker takes every dead run it finds: ours only
+    baseline = await uninterrupted(store, ledger)
+    monkeypatch.setenv("CRASHY_APPROVE_B", "1")
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    with FakeModelServer([crashy.answer] * 12) as server:
+        agent = crashy.make_agent(server.base_url)
+        await run_agent(agent, "go", Session(run_id, store=store), run_store=RunStateStore(agent, run_id, store=store))
+        await RunStateStore.decide(run_id, approve=True, store=store)
+        env = {"TIMESTEP_NAMESPACE": namespace, "CRASHY_APPROVE_B": "1"}
+        killed(child("worker", name, run_id, server, CRASH_AT="tool_body:pair_c", **env))
+        before, journaled = crashy.executions(ledger), await journaled_calls(store, run_id)
+        assert {"a1", "b2"} <= journaled and "c3" not in journaled
+        await wait_for_lease_to_expire(store, run_id)
+        out, err = child("worker", name, run_id, server, **env).communicate(timeout=300)
+        assert json.loads(out.strip().splitlines()[-1]) == {"taken": 1}, err
+        assert len(server.requests) == len(baseline[0])
+    again = ["pair_c 3"] + ([] if "d4" in journaled else ["pair_d 4"])  # pair_d ran beside it, journaled or not
+    assert sorted(crashy.executions(ledger)) == sorted(before + again)
+    assert len(crashy.call_keys(ledger)["pair_c"]) == 1  # the same key both times
+    assert without_ids(await Session(run_id, store=store).get_items()) == baseline[1]
+    assert (await RunStateStore.find_run(run_id, store)).status == "finished"
 
 
 async def steps_of(store: Store, run_id: str) -> int:

@@ -90,6 +90,7 @@ def sdk_source() -> Path:
 class SuiteRun:
     """The SDK's tests running against one backend, in a pytest process of their own."""
 
+    backend: str  # "pglite" or "postgres"
     process: subprocess.Popen[str]
     report: Path
 
@@ -113,14 +114,14 @@ def suite_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         "-q", "--tb=line", f"--junitxml={report}",
     ]
     process = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    yield SuiteRun(process, report)
+    yield SuiteRun(backend, process, report)
     if process.poll() is None:
         process.kill()
     process.communicate()
 
 
-def test_the_sdks_session_tests_pass(suite_run: SuiteRun, request: pytest.FixtureRequest) -> None:
-    backend = request.node.callspec.params["suite_run"]
+def test_the_sdks_session_tests_pass(suite_run: SuiteRun) -> None:
+    backend = suite_run.backend
     source = sdk_source()
     listed = cannot_apply()
     not_run = sorted(node for node, reason in listed.items() if reason.startswith(NOT_RUN))
